@@ -1,0 +1,52 @@
+# The two commands a newcomer needs: `make lab` and `make test`. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+
+# One set of execution settings for nbval (make test), the stored references (make refs)
+# and the HTML course (make course), so the three agree on what a notebook prints.
+# TQDM_DISABLE: progress bars are timing-dependent; tqdm reads TQDM_* as defaults.
+export PYTHONHASHSEED := 0
+export TQDM_DISABLE := 1
+export MPLBACKEND := module://matplotlib_inline.backend_inline
+
+# Token authentication stays on; --allow-root only when we are root.
+LAB_FLAGS := --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: lab test refs course bench install install-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps make both commands quick when nothing changed; editing pyproject.toml reinstalls.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab $(LAB_FLAGS)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
+
+refs: $(VENV)/.installed-test
+	$(BIN)/python tools/run_notebooks.py --inplace $(NOTEBOOKS)
+
+course: $(VENV)/.installed-test
+	$(BIN)/python tools/build_course.py --out build/course $(NOTEBOOKS)
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

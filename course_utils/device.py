@@ -1,0 +1,46 @@
+"""Which device trains the models: CUDA, then Apple MPS, then the CPU."""
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+
+def select_device(prefer: str | None = None) -> torch.device:
+    """The best available device, or ``prefer`` ("cuda", "mps", "cpu") when given.
+
+    The environment variable ``COURSE_DEVICE`` overrides the choice, so a class can pin
+    every notebook to the CPU (e.g. on a shared GPU) without editing cells.
+    """
+    prefer = prefer or os.environ.get("COURSE_DEVICE")
+    if prefer:
+        if prefer not in ("cuda", "mps", "cpu"):
+            raise ValueError(f"prefer must be one of 'cuda', 'mps', 'cpu'; got {prefer!r}")
+        if prefer == "cuda" and not torch.cuda.is_available():
+            raise ValueError("prefer='cuda' but torch.cuda.is_available() is False")
+        if prefer == "mps" and not _mps_available():
+            raise ValueError("prefer='mps' but torch.backends.mps.is_available() is False")
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def device_report(device: torch.device | None = None) -> dict:
+    """Facts about the device, for the welcome notebook's check."""
+    device = device or select_device()
+    info = {"device": device.type, "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+            "machine": platform.machine()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1),
+                    bf16=torch.cuda.is_bf16_supported())
+    return info

@@ -1,0 +1,127 @@
+"""What every instructor demo shares: controls, a reused figure shown as a PNG, a message.
+
+A demo subclasses :class:`Demo`, creates its axes and artists once in ``build`` and
+updates them in ``update`` (``set_data``, ``set_text``): building a new figure per
+change costs about four times as much. ``update`` raises ``ValueError`` for an invalid
+combination of controls; the widget then shows that sentence over the last picture
+instead of a traceback.
+"""
+from __future__ import annotations
+
+import html
+import itertools
+import time
+from typing import Callable, Iterator
+
+import ipywidgets as widgets
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..plotting import render_png
+
+#: name -> zero-argument builder, filled by :func:`register`; the widget sweep test and
+#: ``make bench`` walk it, so a new demo is tested and timed as soon as it is registered.
+DEMOS: dict[str, Callable[[], "Demo"]] = {}
+
+
+def register(name: str):
+    def decorate(builder):
+        DEMOS[name] = builder
+        return builder
+    return decorate
+
+
+class Demo(widgets.VBox):
+    """Controls on top, a message line, and the figure rendered to an image below."""
+
+    def __init__(self, controls: dict[str, widgets.ValueWidget], figsize=(6.0, 3.0), dpi: int = 72):
+        self.controls = controls
+        self.figure = Figure(figsize=figsize, dpi=dpi)
+        FigureCanvasAgg(self.figure)
+        self.image = widgets.Image(format="png")
+        self.message = widgets.HTML()
+        #: the last unexpected exception (not a ValueError); tests assert it stays None.
+        self.error: Exception | None = None
+        box = widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap"))
+        super().__init__([box, self.message, self.image])
+        self._veil = None
+        self.build(self.figure)
+        self._veil = self.figure.text(
+            0.5, 0.5, "", ha="center", va="center", fontsize=12, wrap=True, visible=False,
+            bbox=dict(boxstyle="round", facecolor="white", alpha=0.9, edgecolor="0.6"))
+        for control in controls.values():
+            control.observe(self._changed, names="value")
+        self.refresh()
+
+    # -- for subclasses -------------------------------------------------------------
+    def build(self, fig: Figure) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def update(self, **values) -> str | None:  # pragma: no cover - abstract
+        """Redraw for the controls' values; may return a sentence for the message line."""
+        raise NotImplementedError
+
+    # -- machinery ------------------------------------------------------------------
+    def values(self) -> dict:
+        return {name: c.value for name, c in self.controls.items()}
+
+    def _changed(self, _change=None) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            note = self.update(**self.values())
+        except ValueError as exc:  # an invalid combination: say so, keep the last picture
+            self._show_problem(str(exc))
+            return
+        except Exception as exc:  # a bug: still a sentence for the class, recorded for tests
+            self.error = exc
+            self._show_problem(f"This demo hit an internal error ({type(exc).__name__}: {exc}).")
+            return
+        self.error = None
+        self._veil.set_visible(False)
+        self.message.value = html.escape(note) if note else ""
+        self.image.value = render_png(self.figure)
+
+    def _show_problem(self, sentence: str) -> None:
+        self.message.value = f'<span style="color:#b00">{html.escape(sentence)}</span>'
+        self._veil.set_text(sentence)
+        self._veil.set_visible(True)
+        self.image.value = render_png(self.figure)
+
+
+# -- walking every combination of a demo's controls (tests and benchmarks) ------------
+def control_positions(control) -> list:
+    """The values a control can take, as ``(attribute, value)`` pairs to assign."""
+    if isinstance(control, (widgets.Checkbox, widgets.ToggleButton)):
+        return [("value", False), ("value", True)]
+    if hasattr(control, "options"):
+        return [("index", i) for i in range(len(control.options))]
+    if isinstance(control, (widgets.IntSlider, widgets.BoundedIntText)):
+        return [("value", v) for v in range(control.min, control.max + 1, control.step)]
+    if isinstance(control, (widgets.FloatSlider, widgets.BoundedFloatText)):
+        n = 5
+        return [("value", control.min + (control.max - control.min) * i / (n - 1)) for i in range(n)]
+    raise TypeError(f"no sweep rule for control type {type(control).__name__}")
+
+
+def combinations(demo: Demo) -> Iterator[dict]:
+    names = list(demo.controls)
+    for combo in itertools.product(*(control_positions(demo.controls[n]) for n in names)):
+        yield dict(zip(names, combo))
+
+
+def sweep(demo: Demo) -> Iterator[tuple[dict, float]]:
+    """Visit every combination; yield ``(values, seconds)`` for each single control change.
+
+    Product order changes mostly one control at a time, so each timing is what an
+    instructor waits for after moving one slider.
+    """
+    for combo in combinations(demo):
+        for name, (attr, value) in combo.items():
+            control = demo.controls[name]
+            if getattr(control, attr) == value:
+                continue
+            start = time.perf_counter()
+            setattr(control, attr, value)
+            yield demo.values(), time.perf_counter() - start

@@ -1,0 +1,62 @@
+"""The nbval policy of the README, enforced on every committed notebook."""
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def _tags(cell):
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_kernelspec_and_execution_order(path):
+    nb = json.loads(path.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    counts = [c["execution_count"] for c in nb["cells"] if c["cell_type"] == "code"]
+    assert counts == list(range(1, len(counts) + 1)), "run top to bottom in a fresh kernel (make refs)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_stored_errors_and_seeded(path):
+    cells = _cells(path)
+    for i, cell in enumerate(cells):
+        for out in cell.get("outputs", []):
+            assert out["output_type"] != "error", f"cell {i} stores an error"
+    first_code = next(c for c in cells if c["cell_type"] == "code")
+    assert "setup(" in "".join(first_code["source"]), "the first code cell seeds via course_utils.notebook.setup"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_widget_cells_are_ignored_and_followed_by_a_checked_cell(path):
+    cells = [c for c in _cells(path) if c["cell_type"] == "code"]
+    for i, cell in enumerate(cells):
+        shows_widget = any(WIDGET_MIME in out.get("data", {}) for out in cell.get("outputs", []))
+        if not (shows_widget or "nbval-ignore-output" in _tags(cell)):
+            continue
+        if shows_widget:
+            assert "nbval-ignore-output" in _tags(cell), f"code cell {i} shows a widget: tag it nbval-ignore-output"
+        nxt = cells[i + 1] if i + 1 < len(cells) else None
+        assert nxt is not None and "nbval-ignore-output" not in _tags(nxt) and nxt.get("outputs"), (
+            f"code cell {i} is nbval-ignore-output: the next code cell must state, in a checked output, what matters")
+        assert "nbval-skip" not in _tags(nxt)
+
+
+def test_strict_comparison_everywhere():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--nbval " in makefile and "--nbval-lax" not in makefile
+    for path in NOTEBOOKS:
+        for cell in _cells(path):
+            assert "nbval-skip" not in _tags(cell), f"{path.name}: nbval-skip hides a cell from CI"
