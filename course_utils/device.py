@@ -44,3 +44,46 @@ def device_report(device: torch.device | None = None) -> dict:
         info.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1),
                     bf16=torch.cuda.is_bf16_supported())
     return info
+
+
+CORE_LIBRARIES = ("torch", "numpy", "scipy", "matplotlib", "ipywidgets", "jupyterlab", "tqdm")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries the course runs on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in CORE_LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
+def unmet_requirements() -> list[str]:
+    """The course's declared minimum versions (from its installed metadata) not met here."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    problems = []
+    for req in requires("course_utils") or []:
+        if "extra ==" in req:
+            continue
+        m = re.match(r"([A-Za-z0-9_.\-]+)\s*(?:>=\s*([0-9.]+))?", req)
+        name, minimum = m.group(1), m.group(2)
+        try:
+            have = version(name)
+        except PackageNotFoundError:
+            problems.append(f"{name} is not installed")
+            continue
+        if minimum and _version_tuple(have) < _version_tuple(minimum):
+            problems.append(f"{name} {have} is older than the required {minimum}")
+    return problems
+
+
+def _version_tuple(v: str) -> tuple:
+    import re
+
+    return tuple(int(p) for p in re.findall(r"\d+", v.split("+")[0])[:3])

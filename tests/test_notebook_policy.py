@@ -60,3 +60,14 @@ def test_strict_comparison_everywhere():
     for path in NOTEBOOKS:
         for cell in _cells(path):
             assert "nbval-skip" not in _tags(cell), f"{path.name}: nbval-skip hides a cell from CI"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_trailing_semicolon_suppression(path):
+    """nbval executes cells without storing history, so IPython's "a trailing ; hides the
+    result" looks at the wrong input and the result IS shown under nbval but not in
+    `make refs`: the outputs then differ. End figure cells with plt.show() instead."""
+    for i, cell in enumerate(c for c in _cells(path) if c["cell_type"] == "code"):
+        lines = [l for l in "".join(cell["source"]).rstrip().splitlines() if l.strip()]
+        assert not (lines and lines[-1].rstrip().endswith(";")), (
+            f"code cell {i} ends with ';': use plt.show() (see this test's docstring)")
