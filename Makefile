@@ -12,8 +12,12 @@ export PYTHONHASHSEED := 0
 export TQDM_DISABLE := 1
 export MPLBACKEND := module://matplotlib_inline.backend_inline
 
-# Token authentication stays on; --allow-root only when we are root.
-LAB_FLAGS := --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+# Localhost only, token authentication kept, --allow-root only when we are root. The
+# server's root is the repository (so /api/contents/notebooks exists); it opens on 00.
+# LAB_EXTRA: more flags, e.g. LAB_EXTRA="--no-browser --ServerApp.port=8890".
+LAB_FLAGS := --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=. \
+	--ServerApp.default_url=/lab/tree/notebooks/00_welcome.ipynb \
+	$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_EXTRA)
 
 .PHONY: lab test refs course bench install install-test clean
 
