@@ -107,8 +107,10 @@ class UpsamplingDemo(Demo):
         low = block_mean(self.original, factor)
         out = np.clip(up.interpolate(low, factor, METHOD_LABELS[method]), 0, 1)
         if show_grid:
-            self._show(self.axes[0], self.left, up.zero_insert(low, factor))
-            self.axes[0].set_title(f"zeros inserted: {out.shape[0]}x{out.shape[1]}")
+            # A zoom, so the inserted zeros are visible as gaps rather than a grey haze.
+            zoom = up.zero_insert(low, factor)[48:96, 48:96]
+            self._show(self.axes[0], self.left, zoom)
+            self.axes[0].set_title("zeros inserted (zoom)")
         else:
             self._show(self.axes[0], self.left, low)
             self.axes[0].set_title(f"input {low.shape[0]}x{low.shape[1]}")
