@@ -125,3 +125,117 @@ def render_png(fig) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgba[..., :3]).save(buf, format="png", compress_level=1)
     return buf.getvalue()
+
+
+# -- segmentation labels --------------------------------------------------------------------
+# Label maps are coloured with the data set's palette (SynthCity uses the Cityscapes
+# colours); the ignore index 255 is drawn black so "not scored" never looks like a class.
+IGNORE_COLOUR = (0.0, 0.0, 0.0)
+
+
+def _palette_table(palette) -> np.ndarray:
+    """A 256-entry float lookup table (class id -> RGB in [0, 1]) and the number of classes."""
+    if palette is None:
+        from .datasets.synthcity import PALETTE as palette
+    pal = np.asarray(palette, dtype=np.float64)
+    if pal.ndim != 2 or pal.shape[1] != 3 or not 1 <= pal.shape[0] <= 255:
+        raise ValueError(f"palette must be (K, 3) with 1 <= K <= 255, got shape {pal.shape}")
+    if pal.max() > 1.0:              # 0..255 integers, as the data sets define them
+        pal = pal / 255.0
+    table = np.zeros((256, 3), dtype=np.float32)
+    table[: len(pal)] = pal
+    table[255] = IGNORE_COLOUR
+    return table, len(pal)
+
+
+def _label_array(labels) -> np.ndarray:
+    if hasattr(labels, "detach"):
+        labels = labels.detach().cpu().numpy()
+    arr = np.asarray(labels)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"labels must hold integer class ids, got dtype {arr.dtype}")
+    if arr.ndim < 2:
+        raise ValueError(f"labels must be (H, W) or (N, H, W), got shape {arr.shape}")
+    return arr
+
+
+def colorize(labels, palette=None) -> np.ndarray:
+    """Label map(s) ``(..., H, W)`` -> RGB float32 ``(..., H, W, 3)`` in [0, 1]; 255 is black.
+
+    ``palette`` is ``(K, 3)`` (0..255 or 0..1), default SynthCity's Cityscapes colours.
+    """
+    table, k = _palette_table(palette)
+    arr = _label_array(labels)
+    bad = ((arr < 0) | (arr >= k)) & (arr != 255)
+    if bad.any():
+        raise ValueError(f"labels must be in [0, {k - 1}] or 255 (ignored), found {int(arr[bad].flat[0])}")
+    return table[arr]
+
+
+def _image_hwc(image) -> np.ndarray:
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().numpy()
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[0] == 3 and img.shape[-1] != 3:
+        img = img.transpose(1, 2, 0)                     # (3, H, W) as the models see it
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"image must be (3, H, W) or (H, W, 3), got shape {img.shape}")
+    img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    return np.clip(img, 0.0, 1.0)
+
+
+def overlay(image, labels, alpha: float = 0.5, palette=None) -> np.ndarray:
+    """``image`` blended with the colours of ``labels`` (weight ``alpha``); ignored pixels keep the image."""
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    img = _image_hwc(image)
+    arr = _label_array(labels)
+    if arr.shape != img.shape[:2]:
+        raise ValueError(f"labels must be (H, W) = {img.shape[:2]} like the image, got {arr.shape}")
+    colours = colorize(arr, palette)
+    mixed = (1.0 - alpha) * img + alpha * colours
+    return np.where((arr == 255)[..., None], img, mixed)
+
+
+def show_segmentation(images, labels, preds=None, palette=None, classes=None, alpha: float | None = None,
+                      size: float = 2.2, legend: bool = True, titles=("image", "labels", "prediction")):
+    """One row per sample: the image, its label map and (optionally) a prediction.
+
+    ``images`` ``(N, 3, H, W)`` (or a list), ``labels`` and ``preds`` ``(N, H, W)``. With
+    ``alpha`` the maps are drawn as overlays on the image. The legend names the classes
+    (default: SynthCity's when ``palette`` is None).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    images = [images[i] for i in range(len(images))]
+    labels = [labels[i] for i in range(len(labels))]
+    if len(labels) != len(images) or (preds is not None and len(preds) != len(images)):
+        raise ValueError(f"images, labels and preds must have the same length, got {len(images)}, "
+                         f"{len(labels)} and {None if preds is None else len(preds)}")
+    columns = [labels] if preds is None else [labels, [preds[i] for i in range(len(preds))]]
+    ncols = 1 + len(columns)
+    h, w = _label_array(labels[0]).shape[-2:]
+    fig, axes = plt.subplots(len(images), ncols, squeeze=False,
+                             figsize=(size * ncols * w / h, size * len(images) + (0.4 if legend else 0)))
+    for r, img in enumerate(images):
+        rgb = _image_hwc(img)
+        axes[r, 0].imshow(rgb)
+        for c, maps in enumerate(columns, start=1):
+            shown = colorize(maps[r], palette) if alpha is None else overlay(rgb, maps[r], alpha, palette)
+            axes[r, c].imshow(shown)
+        for c in range(ncols):
+            axes[r, c].axis("off")
+            if r == 0 and c < len(titles):
+                axes[r, c].set_title(titles[c])
+    if legend:
+        if classes is None and palette is None:
+            from .datasets.synthcity import CLASSES as classes
+        if classes is not None:
+            table, k = _palette_table(palette)
+            handles = [Patch(color=table[i], label=name) for i, name in enumerate(list(classes)[:k])]
+            fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=7,
+                       frameon=False)
+    bottom = 0.4 / fig.get_figheight() if legend and classes is not None else 0
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return fig
