@@ -12,6 +12,11 @@ def setup(seed: int = 0) -> None:
     Seeding here (not ad hoc in cells) is what makes a notebook print the same numbers
     on every run, which nbval relies on.
     """
+    import os
+
+    # Must precede torch's first import to take effect: busy-waiting OpenMP threads make
+    # training crawl on a laptop that is doing anything else (see the Makefile).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import matplotlib as mpl
     import torch
 

@@ -1,0 +1,98 @@
+"""Every notebook 01-08 ends with a self-test of 2-4 questions, answered in code and checked.
+
+The pattern (see course_utils.selfcheck): a markdown cell with the questions, a code cell
+tagged ``solution`` holding the reference answers (``make student`` empties it), then a
+code cell calling ``course_utils.selfcheck.check`` whose stored output says ``[right]``
+for every question. After that only markdown follows (summary, next notebook).
+"""
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+WITH_SELF_TEST = [p for p in NOTEBOOKS if 1 <= int(p.name[:2]) <= 8]
+CHECK_CALL = re.compile(r"(?<![\w.])check\(")
+# The lecture's self-test question; the design answers it in 05_fcn by running the model.
+LECTURE_QUESTION = re.compile(r"architecture.*input size|input size.*architecture", re.I | re.S)
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def _src(cell) -> str:
+    return "".join(cell["source"])
+
+
+def _is_solution(cell) -> bool:
+    return cell["cell_type"] == "code" and "solution" in cell.get("metadata", {}).get("tags", [])
+
+
+def _text(cell) -> str:
+    return "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o["output_type"] == "stream")
+
+
+def self_test(path, cells=None):
+    """(question markdown, [(solution cell, check cell)]) of the notebook's self-test."""
+    cells = _cells(path) if cells is None else cells
+    pairs, questions = [], ""
+    for i, cell in enumerate(cells):
+        if not _is_solution(cell):
+            continue
+        nxt = next((c for c in cells[i + 1:] if c["cell_type"] == "code"), None)
+        assert nxt is not None and CHECK_CALL.search(_src(nxt)), (
+            f"{path.name}: solution cell {i} must be followed by a cell calling check(...)")
+        if not pairs:
+            prev = cells[i - 1] if i else None
+            assert prev is not None and prev["cell_type"] == "markdown", (
+                f"{path.name}: the questions (markdown) come right before the first solution cell")
+            questions = _src(prev)
+        pairs.append((cell, nxt))
+    return questions, pairs
+
+
+def test_there_is_a_notebook_with_a_self_test():
+    assert WITH_SELF_TEST, "notebooks 01-08: none exists yet"
+
+
+@pytest.mark.parametrize("path", WITH_SELF_TEST, ids=lambda p: p.name)
+def test_notebook_ends_with_two_to_four_checked_questions(path):
+    cells = _cells(path)
+    questions, pairs = self_test(path, cells)
+    assert pairs, f"{path.name}: no self-test (a code cell tagged 'solution' followed by check(...))"
+    verdicts = [line for _, chk in pairs for line in _text(chk).splitlines()
+                if line.startswith(("[right]", "[not yet]"))]
+    calls = sum(len(CHECK_CALL.findall(_src(chk))) for _, chk in pairs)
+    assert 2 <= len(verdicts) <= 4, f"{path.name}: {len(verdicts)} self-test questions, want 2-4"
+    assert len(verdicts) == calls, f"{path.name}: {calls} check(...) calls but {len(verdicts)} stored verdicts"
+    assert all(v.startswith("[right] ") for v in verdicts), (
+        f"{path.name}: the reference solutions must pass their checks: {verdicts}")
+    assert any("course_utils.selfcheck" in _src(c) for c in cells if c["cell_type"] == "code"), (
+        f"{path.name}: answers are checked by course_utils.selfcheck.check")
+    assert re.search(r"self[- ]test", questions, re.I), f"{path.name}: the questions cell is titled Self-test"
+
+    last_check = max(i for i, c in enumerate(cells) if any(c is chk for _, chk in pairs))
+    tail = cells[last_check + 1:]
+    assert all(c["cell_type"] == "markdown" for c in tail), (
+        f"{path.name}: the self-test ends the notebook; only the summary (markdown) may follow")
+
+
+@pytest.mark.parametrize("path", WITH_SELF_TEST, ids=lambda p: p.name)
+def test_solution_cells_assign_the_answers(path):
+    """``make student`` blanks ``name = <answer>`` lines: the answers must be assignments."""
+    for solution, _ in self_test(path)[1]:
+        tree = ast.parse(_src(solution))
+        assert any(isinstance(n, (ast.Assign, ast.AnnAssign, ast.FunctionDef)) for n in tree.body), (
+            f"{path.name}: a solution cell holds `answer = ...` assignments (or a function)")
+
+
+def test_the_lectures_self_test_question_is_asked():
+    """"Does it change the architecture if the image input size changes?" (lecture, Self Test)."""
+    if not any(p.name.startswith("05") for p in NOTEBOOKS):
+        pytest.skip("05_fcn, which answers the lecture's question by running the model, does not exist yet")
+    asked = [p.name for p in WITH_SELF_TEST if LECTURE_QUESTION.search(self_test(p)[0])]
+    assert asked, "no self-test asks whether the architecture changes when the input size changes"
