@@ -818,6 +818,10 @@ def save_checkpoint(path, model=None, **contents) -> str:
             torch.save(payload, _HashingWriter(f, digest))
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file owner-only; give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

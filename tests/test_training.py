@@ -364,3 +364,16 @@ def test_distributed_code_paths_in_a_one_process_group(tmp_path):
         assert more.steps == 12
     finally:
         dist.destroy_process_group()
+
+
+def test_checkpoint_gets_ordinary_file_permissions(tmp_path):
+    import os
+    import stat
+
+    from course_utils.training import save_checkpoint
+
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, step=1)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
