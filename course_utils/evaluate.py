@@ -1,0 +1,160 @@
+"""Evaluate a checkpoint from the command line: per-class IoU, mIoU, pixel accuracy.
+
+::
+
+    python -m course_utils.evaluate --checkpoint runs/fcn/best.pt --data synthcity
+    python -m course_utils.evaluate --checkpoint runs/voc/best.pt --data voc:~/data/VOCdevkit --json
+    torchrun --standalone --nproc_per_node=4 -m course_utils.evaluate --checkpoint ... --data ...
+
+The checkpoint must record its model (``model_config``, which
+:func:`course_utils.training.save_checkpoint` stores), so the model is rebuilt with
+:func:`~course_utils.models.build_model`; its class count must match the data's. Under
+``torchrun`` each process evaluates an exact shard of the data (no padding) and the
+confusion matrices are summed, so the numbers equal one process's. ``--json`` prints one
+JSON object instead of the table: ``classes``, ``iou``, ``miou``, ``pixel_accuracy``,
+``class_accuracy``, ``confusion_matrix`` (rows: true class, columns: predicted), ``pixels``,
+``checkpoint_sha256``, and ``boundary_f1`` with its summed ``boundary_counts`` (class-agnostic
+boundary F-score at ``--boundary-tolerance`` pixels, see
+:func:`course_utils.metrics.boundary_f1`; ``--boundary-tolerance -1`` skips it). NaN (a class
+absent from both prediction and truth) is ``null``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+import torch
+
+from . import cli_data
+from .cli_data import CLIError
+
+PROG = "python -m course_utils.evaluate"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="a .pt file written by course_utils.train / fit")
+    p.add_argument("--data", required=True, help=cli_data.SPEC_HELP)
+    p.add_argument("--split", default="val", help="folder data sets: which split (default val)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="per-process batch (default 8 for SynthCity, 1 for folders: images differ in size)")
+    p.add_argument("--size", type=int, default=64, help="SynthCity scene size")
+    p.add_argument("--n-val", type=int, default=32, help="SynthCity validation scenes")
+    p.add_argument("--seed", type=int, default=0, help="SynthCity seed (the one training used)")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--boundary-tolerance", type=float, default=2.0, metavar="PX",
+                   help="boundary F-score tolerance in pixels (negative: skip the boundary F-score)")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    return p
+
+
+def main(argv=None) -> int:
+    return cli_data.run_main(_main, argv, PROG)
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    from .models import build_model
+    from .training import load_checkpoint, make_loader, sha256_file
+
+    scheme, _ = cli_data.parse_data_spec(args.data)
+    try:
+        state = load_checkpoint(args.checkpoint)
+    except FileNotFoundError:
+        raise CLIError(f"--checkpoint {args.checkpoint!r} does not exist") from None
+    except Exception as err:  # noqa: BLE001 - torch.load's errors are many and unhelpful
+        raise CLIError(f"--checkpoint {args.checkpoint!r} is not a readable checkpoint "
+                       f"({type(err).__name__})") from None
+    config = state.get("model_config")
+    split = args.split if scheme != "synthcity" else "val"
+    dataset = cli_data.build_dataset(args.data, split, train=False, size=args.size, n=args.n_val, seed=args.seed)
+    num_classes = cli_data.dataset_num_classes(dataset)
+    from .train import check_model_config
+
+    check_model_config(config or {}, None, num_classes, args.checkpoint)
+    model = build_model(config["name"], config["num_classes"], **config.get("options", {}))
+    model.load_state_dict(state["model"])
+
+    rank, world, device = cli_data.init_distributed()
+    batch = args.batch_size or (8 if scheme == "synthcity" else 1)
+    loader = make_loader(dataset, batch, device=device, num_workers=args.workers, drop_last=False,
+                         sampler=cli_data.ShardSampler(len(dataset), rank, world))
+    tolerance = args.boundary_tolerance if args.boundary_tolerance >= 0 and _boundary_metrics() else None
+    cm, counts = run_evaluation(model, loader, num_classes, device, tolerance)
+    boundary = None if counts is None else _boundary_metrics()[1](counts)
+    if rank != 0:
+        return 0
+    names = cli_data.class_names(dataset)
+    if args.json:
+        result = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": sha256_file(args.checkpoint),
+                  "data": args.data, "split": split, "model": config["name"], "classes": names,
+                  "iou": _plain(cm.iou()), "miou": _plain(cm.miou()),
+                  "pixel_accuracy": _plain(cm.pixel_accuracy()), "class_accuracy": _plain(cm.class_accuracy()),
+                  "confusion_matrix": cm.matrix.tolist(), "pixels": cm.total, "processes": world,
+                  "boundary_f1": boundary, "boundary_tolerance_px": tolerance,
+                  "boundary_counts": None if counts is None else counts.tolist()}
+        print(json.dumps(result))
+    else:
+        print(f"{config['name']} on {args.data} ({split}, {len(dataset)} images, {cm.total} pixels)")
+        print(cm.table(names))
+        line = f"mIoU {_pct(cm.miou())}   pixel accuracy {_pct(cm.pixel_accuracy())}"
+        if boundary is not None:
+            line += f"   boundary F ({tolerance:g} px) {_pct(boundary)}"
+        print(line)
+    return 0
+
+
+def run_evaluation(model, loader, num_classes: int, device, boundary_tolerance=None):
+    """The confusion matrix and (with a tolerance) the summed boundary counts
+    ``[matched_pred, n_pred, matched_true, n_true]``, both summed over all processes."""
+    import torch.distributed as dist
+
+    from .metrics import ConfusionMatrix
+    from .training import logits_of, split_batch
+
+    cm = ConfusionMatrix(num_classes, 255)
+    counts = np.zeros(4, np.int64)
+    model.to(device).eval()
+    cuda = device.type == "cuda"
+    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    with torch.no_grad():
+        for batch in loader:
+            images, labels = split_batch(batch)
+            with torch.autocast(device_type=device.type, dtype=dtype, enabled=cuda):
+                pred = logits_of(model(images.to(device))).argmax(1)
+            cm.update(pred, labels.to(device))
+            if boundary_tolerance is not None:
+                counts += _boundary_metrics()[0](pred.cpu(), labels, boundary_tolerance, ignore_index=255).sum(0)
+    cm.all_reduce()
+    if dist.is_available() and dist.is_initialized():
+        total = torch.as_tensor(counts, device=device if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(total)
+        counts = total.cpu().numpy()
+    return cm, (counts if boundary_tolerance is not None else None)
+
+
+def _boundary_metrics():
+    """``(boundary_counts, f1_from_counts)`` from course_utils.metrics, or None if absent."""
+    from . import metrics
+
+    if hasattr(metrics, "boundary_counts") and hasattr(metrics, "f1_from_counts"):
+        return metrics.boundary_counts, metrics.f1_from_counts
+    return None
+
+
+def _plain(values):
+    if isinstance(values, float):
+        return None if math.isnan(values) else values
+    return [None if math.isnan(float(v)) else float(v) for v in values]
+
+
+def _pct(v: float) -> str:
+    return "n/a" if math.isnan(v) else f"{100 * v:.2f} %"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
