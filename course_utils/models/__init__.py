@@ -59,6 +59,10 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
 # which is defined above, so these imports must stay at the bottom.
 from .backbone import ResNetBackbone, SegmentationModel, make_norm  # noqa: E402
 from .fcn import FCN, BilinearUpsample, convolutionalize  # noqa: E402
+from .pspnet import PSPNet, upsample_aligned  # noqa: E402
+from .deeplab import ASPP, DeepLab, aspp_rates  # noqa: E402
+from .gscnn import GSCNN, sobel_magnitude  # noqa: E402
 
 __all__ = ["build_model", "register_model", "available_models", "convolutionalize", "FCN",
-           "BilinearUpsample", "ResNetBackbone", "SegmentationModel", "make_norm"]
+           "BilinearUpsample", "ResNetBackbone", "SegmentationModel", "make_norm", "PSPNet", "DeepLab",
+           "GSCNN", "ASPP", "aspp_rates", "upsample_aligned", "sobel_magnitude"]

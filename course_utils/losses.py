@@ -1,0 +1,216 @@
+"""Losses for segmentation and for Gated-SCNN's boundary supervision.
+
+* :func:`cross_entropy`: per-pixel cross-entropy that skips void pixels (``ignore_index``).
+* :func:`label_edges`: ground-truth boundary maps derived from label maps.
+* :func:`balanced_bce`: binary cross-entropy on edge logits, weighted by the inverse class
+  frequency per image as in HED (Xie and Tu, 2015), which Gated-SCNN uses for its shape
+  stream: boundary pixels are a few percent of an image, and unweighted BCE would be
+  minimised by predicting "no edge" everywhere.
+* :func:`soft_boundaries` and :func:`dual_task_loss`: Gated-SCNN's dual-task regulariser,
+  which asks the boundaries *of the predicted segmentation* to agree with the boundaries
+  of the ground truth, and the segmentation to be right where the shape stream sees an
+  edge. Written from the paper's description, not from its code.
+* :class:`GSCNNLoss`: the three combined, callable as ``fit(..., loss=GSCNNLoss())``.
+
+Boundary convention (shared by :func:`label_edges` and :func:`soft_boundaries`): a pixel is
+on a boundary when its ``(2 radius + 1)``-square window holds more than one class. So a
+boundary is ``2 radius`` pixels thick, straddling the class change, and the soft version
+of a one-hot (confident) prediction is exactly the hard version of its labels.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_int
+
+__all__ = ["cross_entropy", "label_edges", "balanced_bce", "balanced_bce_weights", "soft_boundaries",
+           "dual_task_loss", "GSCNNLoss"]
+
+
+def _check_labels(labels) -> torch.Tensor:
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 3 or labels.is_floating_point():
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be an integer tensor (N, H, W), got {shape}")
+    return labels
+
+
+def _check_logits(logits, labels) -> torch.Tensor:
+    if (not isinstance(logits, torch.Tensor) or logits.ndim != 4 or not logits.is_floating_point()
+            or logits.shape[0] != labels.shape[0] or logits.shape[2:] != labels.shape[1:]):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"logits must be float (N, C, H, W) matching labels {tuple(labels.shape)}, got {shape}")
+    return logits
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy over the pixels whose label is not ``ignore_index``."""
+    labels = _check_labels(labels)
+    _check_logits(logits, labels)
+    return F.cross_entropy(logits, labels.long(), weight=weight, ignore_index=ignore_index)
+
+
+def _window_max(x: torch.Tensor, radius: int) -> torch.Tensor:
+    # max_pool2d pads with -inf, so the border only sees pixels inside the image.
+    return F.max_pool2d(x, 2 * radius + 1, stride=1, padding=radius)
+
+
+def label_edges(labels: torch.Tensor, radius: int = 1, ignore_index: int | None = 255) -> torch.Tensor:
+    """Boundary map ``(N, H, W)`` (float 0/1) of integer ``labels`` ``(N, H, W)``.
+
+    A pixel is an edge when its ``(2 radius + 1)``-square window holds more than one class.
+    Void pixels (``ignore_index``) are never edges and do not make their neighbours edges:
+    the border of an unlabelled region is not a boundary anyone annotated.
+    """
+    labels = _check_labels(labels)
+    radius = check_int("radius", radius, 1, 64)
+    lab = labels[:, None].float()
+    valid = torch.ones_like(lab, dtype=torch.bool) if ignore_index is None else lab != ignore_index
+    inf = torch.tensor(float("inf"), device=lab.device)
+    hi = _window_max(torch.where(valid, lab, -inf), radius)
+    lo = -_window_max(torch.where(valid, -lab, -inf), radius)
+    return ((hi > lo) & valid)[:, 0].float()
+
+
+def balanced_bce_weights(targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """HED's per-pixel weights for binary ``targets`` ``(N, H, W)``.
+
+    In each image, edge pixels get ``beta = |negatives| / |pixels|`` and non-edge pixels
+    ``1 - beta = |positives| / |pixels|`` (counting ``valid`` pixels only; invalid ones get 0),
+    so both classes contribute the same total weight. An image without edges gives all
+    its pixels weight 0 (``1 - beta = 0``): it has nothing to balance.
+    """
+    t = targets.float()
+    v = torch.ones_like(t) if valid is None else valid.float()
+    n = v.sum((1, 2), keepdim=True).clamp_min(1.0)
+    pos = (t * v).sum((1, 2), keepdim=True)
+    beta = (n - pos) / n
+    return v * torch.where(t > 0.5, beta, 1.0 - beta)
+
+
+def balanced_bce(edge_logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Class-balanced BCE: ``sum(w * bce) / |valid pixels|`` per image, then the mean over images.
+
+    ``edge_logits`` is ``(N, 1, H, W)`` or ``(N, H, W)``; ``targets`` 0/1 ``(N, H, W)``, e.g.
+    :func:`label_edges` of the labels; weights from :func:`balanced_bce_weights`.
+    """
+    if edge_logits.ndim == 4:
+        if edge_logits.shape[1] != 1:
+            raise ValueError(f"edge_logits must have one channel (N, 1, H, W), got {tuple(edge_logits.shape)}")
+        edge_logits = edge_logits[:, 0]
+    if edge_logits.shape != targets.shape:
+        raise ValueError(f"edge_logits {tuple(edge_logits.shape)} and targets {tuple(targets.shape)} must "
+                         "have the same (N, H, W)")
+    w = balanced_bce_weights(targets, valid)
+    bce = F.binary_cross_entropy_with_logits(edge_logits, targets.float(), reduction="none")
+    n = (torch.ones_like(w) if valid is None else valid.float()).sum((1, 2)).clamp_min(1.0)
+    return ((w * bce).sum((1, 2)) / n).mean()
+
+
+def soft_boundaries(probs: torch.Tensor, radius: int = 1, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Differentiable boundary map ``(N, H, W)`` in [0, 1] of class probabilities ``(N, C, H, W)``.
+
+    Per class, the range (max - min) of its probability over each pixel's window; then the
+    largest range over the classes. For one-hot probabilities this is exactly
+    :func:`label_edges` of the argmax (without void); for soft ones, boundaries are faint
+    where the prediction hesitates. Gradients flow through the max and min pixels.
+    With ``valid`` ``(N, H, W)``, the predictions at invalid (void) pixels are left out of
+    every window, as :func:`label_edges` leaves void labels out (and invalid pixels get 0).
+    """
+    radius = check_int("radius", radius, 1, 64)
+    if probs.ndim != 4:
+        raise ValueError(f"probs must be (N, C, H, W), got {tuple(probs.shape)}")
+    if valid is None:
+        return (_window_max(probs, radius) + _window_max(-probs, radius)).amax(1)
+    v = valid[:, None]
+    low = torch.tensor(float("-inf"), dtype=probs.dtype, device=probs.device)
+    spread = _window_max(torch.where(v, probs, low), radius) + _window_max(torch.where(v, -probs, low), radius)
+    # An invalid pixel's own window may hold no valid pixel at all (-inf); it is masked anyway.
+    return torch.where(valid, spread.amax(1), torch.zeros((), dtype=probs.dtype, device=probs.device))
+
+
+def dual_task_loss(seg_logits: torch.Tensor, labels: torch.Tensor, edge_logits: torch.Tensor | None = None,
+                   ignore_index: int = 255, radius: int = 1, temperature: float = 1.0,
+                   edge_threshold: float = 0.8) -> torch.Tensor:
+    """Gated-SCNN's dual-task regulariser (two terms, summed).
+
+    1. Segmentation -> boundaries: ``sum |soft_boundaries(softmax(seg / T)) - label_edges(labels)|``
+       over valid pixels, divided by the number of pixels that are a boundary in the ground
+       truth or in the hard prediction (the paper sums over that union; normalising by its
+       size keeps the term independent of the image size). Void pixels are skipped.
+    2. Edges -> segmentation (only with ``edge_logits``): cross-entropy of the segmentation at
+       the pixels where the predicted edge probability exceeds ``edge_threshold``.
+
+    Both are zero for a confident prediction equal to the labels, and positive when the
+    predicted segmentation's boundaries and the true ones disagree.
+    """
+    labels = _check_labels(labels)
+    _check_logits(seg_logits, labels)
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0.0 <= edge_threshold < 1.0:
+        raise ValueError(f"edge_threshold must be in [0, 1), got {edge_threshold}")
+    valid = labels != ignore_index
+    gt = label_edges(labels, radius, ignore_index)
+    soft = soft_boundaries(torch.softmax(seg_logits / temperature, 1), radius, valid)
+    with torch.no_grad():
+        hard = label_edges(torch.where(valid, seg_logits.argmax(1), ignore_index), radius, ignore_index)
+        union = ((gt > 0) | (hard > 0)) & valid
+    diff = (soft - gt).abs() * valid
+    loss = diff.sum() / union.sum().clamp_min(1)
+    if edge_logits is not None:
+        e = edge_logits[:, 0] if edge_logits.ndim == 4 else edge_logits
+        if e.shape != labels.shape:
+            raise ValueError(f"edge_logits must be (N, 1, H, W) matching labels {tuple(labels.shape)}, "
+                             f"got {tuple(edge_logits.shape)}")
+        mask = (torch.sigmoid(e.detach()) > edge_threshold) & valid
+        ce = F.cross_entropy(seg_logits, labels.long().clamp(0, seg_logits.shape[1] - 1), reduction="none")
+        loss = loss + (ce * mask).sum() / mask.sum().clamp_min(1)
+    return loss
+
+
+class GSCNNLoss:
+    """``seg_weight * CE + edge_weight * balanced BCE(edges, label_edges) + dual_weight * dual-task``.
+
+    Call as ``loss(output, labels)`` with a model output ``{"out": logits, "edge": edge_logits}``
+    (Gated-SCNN in training mode) or plain logits (then only the cross-entropy and the
+    first dual-task term apply). ``last`` holds the parts of the last call, as floats.
+    """
+
+    def __init__(self, seg_weight: float = 1.0, edge_weight: float = 1.0, dual_weight: float = 1.0,
+                 ignore_index: int = 255, radius: int = 1, edge_threshold: float = 0.8):
+        for name, v in (("seg_weight", seg_weight), ("edge_weight", edge_weight), ("dual_weight", dual_weight)):
+            if not v >= 0:
+                raise ValueError(f"{name} must be >= 0, got {v}")
+        self.seg_weight, self.edge_weight, self.dual_weight = seg_weight, edge_weight, dual_weight
+        self.ignore_index = ignore_index
+        self.radius = check_int("radius", radius, 1, 64)
+        self.edge_threshold = edge_threshold
+        self.last: dict = {}
+
+    def __call__(self, output, labels: torch.Tensor) -> torch.Tensor:
+        if isinstance(output, dict):
+            if "out" not in output:
+                raise ValueError(f"output must be logits or a dict with 'out', got keys {sorted(output)}")
+            logits, edge = output["out"], output.get("edge")
+        else:
+            logits, edge = output, None
+        seg = cross_entropy(logits, labels, self.ignore_index)
+        total, parts = self.seg_weight * seg, {"seg": float(seg.detach())}
+        if edge is not None and self.edge_weight:
+            valid = labels != self.ignore_index
+            bce = balanced_bce(edge, label_edges(labels, self.radius, self.ignore_index), valid)
+            total = total + self.edge_weight * bce
+            parts["edge"] = float(bce.detach())
+        if self.dual_weight:
+            dual = dual_task_loss(logits, labels, edge, self.ignore_index, self.radius,
+                                  edge_threshold=self.edge_threshold)
+            total = total + self.dual_weight * dual
+            parts["dual"] = float(dual.detach())
+        self.last = parts
+        return total
+
+    def __repr__(self) -> str:
+        return (f"GSCNNLoss(seg_weight={self.seg_weight}, edge_weight={self.edge_weight}, "
+                f"dual_weight={self.dual_weight}, ignore_index={self.ignore_index}, radius={self.radius})")

@@ -1,0 +1,138 @@
+"""Gated-SCNN (Takikawa, Acuna, Jampani and Fidler, ICCV 2019), written from the paper.
+
+Two streams. The *regular stream* is an ordinary segmentation network (here the course
+backbone with DeepLabV3+'s ASPP and decoder). The *shape stream* is a thin, high-resolution
+network that only has to find boundaries: it starts from the backbone's stride-2 features
+and alternates residual blocks with *gated convolution layers*. A gated layer looks at
+the shape features ``s`` and a deeper regular-stream feature map ``r`` (reduced to one
+channel and upsampled) and computes an attention map
+
+    alpha = sigmoid(conv1x1(concat(s, r)))   in [0, 1] per pixel,
+
+then ``s <- conv1x1(s * alpha + s)``: where the semantic features say "no boundary of
+interest here" the gate closes and texture edges fade out of the shape stream.
+
+The shape stream's boundary map, upsampled to the input, is fused with the input image's
+gradient magnitude (Sobel, computed inside the model) by a 1x1 convolution: these are the
+edge logits, supervised by a boundary loss (see ``course_utils.losses``). Finally the edge
+probabilities and the image gradient, averaged down to the ASPP's resolution, enter the
+ASPP as one more branch, so the segmentation can use them.
+
+In training mode the model returns ``{"out": seg_logits, "edge": edge_logits}``; in eval
+mode the segmentation logits alone (``predict_all`` gives both in any mode). The gates of
+the last forward pass are kept in ``model.gates`` (detached) for visualisation.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_int
+from . import register_model
+from .backbone import BasicBlock, _init_weights, check_images
+from .deeplab import DeepLab
+from .pspnet import upsample_aligned
+
+GATE_LEVELS = ("c3", "c4", "c5")
+
+
+def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
+    """Gradient magnitude ``(N, 1, H, W)`` of the grey image, scaled to [0, 1] for inputs in [0, 1].
+
+    Replicate padding, so a constant image has zero gradient at its border too. The largest
+    possible Sobel response of a [0, 1] image is 4 per direction, hence the ``4 * sqrt(2)``.
+    """
+    grey = images.mean(1, keepdim=True)
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=images.dtype,
+                      device=images.device)
+    kernels = torch.stack([kx, kx.T])[:, None]
+    g = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
+    return g.pow(2).sum(1, keepdim=True).sqrt() / (4.0 * 2.0 ** 0.5)
+
+
+class GatedConv(nn.Module):
+    """``s * alpha + s`` followed by a 1x1 conv, with ``alpha = sigmoid(conv1x1(concat(s, r)))``."""
+
+    def __init__(self, channels: int, regular_channels: int = 1):
+        super().__init__()
+        self.gate = nn.Conv2d(channels + regular_channels, 1, 1)
+        self.conv = nn.Conv2d(channels, channels, 1, bias=False)
+
+    def forward(self, s: torch.Tensor, r: torch.Tensor):
+        alpha = torch.sigmoid(self.gate(torch.cat([s, r], dim=1)))
+        return self.conv(s * alpha + s), alpha
+
+
+class ShapeStream(nn.Module):
+    """Residual blocks and gated convolutions at the stride of ``c1``; returns boundary logits there."""
+
+    def __init__(self, in_channels: int, level_channels: dict, channels: int, norm: str = "batch"):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, channels, 1)
+        self.blocks = nn.ModuleList(BasicBlock(channels, channels, norm=norm) for _ in GATE_LEVELS)
+        # The regular stream's features reduced to one map each, as in the paper.
+        self.reduce = nn.ModuleList(nn.Conv2d(level_channels[lvl], 1, 1) for lvl in GATE_LEVELS)
+        self.gated = nn.ModuleList(GatedConv(channels, 1) for _ in GATE_LEVELS)
+        self.score = nn.Conv2d(channels, 1, 1)
+        _init_weights(self)
+
+    def forward(self, feats, strides):
+        s = self.stem(feats["c1"])
+        gates = []
+        for lvl, block, reduce, gated in zip(GATE_LEVELS, self.blocks, self.reduce, self.gated):
+            s = block(s)
+            r = upsample_aligned(reduce(feats[lvl]), s.shape[-2:], strides[lvl] // strides["c1"])
+            s, alpha = gated(s, r)
+            gates.append(alpha)
+        return self.score(s), gates
+
+
+class GSCNN(DeepLab):
+    """Gated-SCNN: DeepLabV3+ (the regular stream) plus a gated shape stream.
+
+    Options as :class:`~course_utils.models.deeplab.DeepLab` plus ``shape_channels``
+    (default ``width``), the width of the shape stream.
+    """
+
+    def __init__(self, num_classes: int, width: int = 16, depths=(1, 1, 1, 1), norm: str = "batch",
+                 output_stride: int = 16, rates=None, aspp_channels: int | None = None,
+                 low_level_channels: int = 48, dropout: float = 0.1, shape_channels: int | None = None):
+        # Two extra ASPP inputs: the edge probability and the image gradient magnitude.
+        super().__init__(num_classes, True, width, depths, norm, output_stride, rates, aspp_channels,
+                         low_level_channels, dropout, extra_channels=2)
+        shape_channels = check_int("shape_channels", shape_channels or width, 1)
+        self.shape_stream = ShapeStream(self.backbone.channels["c1"], self.backbone.channels, shape_channels, norm)
+        self.fuse = nn.Conv2d(2, 1, 1)     # shape-stream logits + image gradient -> edge logits
+        with torch.no_grad():             # start as the shape stream's own boundary map
+            self.fuse.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
+            self.fuse.bias.zero_()
+        self.gates: list = []
+
+    def predict_all(self, images: torch.Tensor) -> dict:
+        """``{"out": seg_logits, "edge": edge_logits, "gates": [alpha per gated layer]}``, any mode."""
+        check_images(images, self.backbone.in_channels)
+        feats = self.backbone(images)
+        strides = self.backbone.strides
+        shape_logits, gates = self.shape_stream(feats, strides)
+        grad = sobel_magnitude(images)
+        size = images.shape[-2:]
+        edge = self.fuse(torch.cat([upsample_aligned(shape_logits, size, strides["c1"]), grad], dim=1))
+        extra = F.adaptive_avg_pool2d(torch.cat([torch.sigmoid(edge), grad], dim=1), feats["c5"].shape[-2:])
+        out = self.head(images, feats, extra)
+        self.gates = [g.detach() for g in gates]
+        return {"out": out, "edge": edge, "gates": gates}
+
+    def predict(self, images: torch.Tensor):
+        result = self.predict_all(images)
+        if self.training:
+            return {"out": result["out"], "edge": result["edge"]}
+        return result["out"]
+
+
+@register_model("gscnn")
+def gscnn(num_classes, width=16, depths=(1, 1, 1, 1), norm="batch", output_stride=16, rates=None,
+          aspp_channels=None, low_level_channels=48, dropout=0.1, shape_channels=None):
+    """Gated-SCNN; options as :class:`GSCNN`."""
+    return GSCNN(num_classes, width, depths, norm, output_stride, rates, aspp_channels, low_level_channels,
+                 dropout, shape_channels)
