@@ -935,8 +935,12 @@ class _NoBar:
 
 
 def _progress_bar(enabled: bool, total, initial: int, desc: str = "train", unit: str = "step"):
-    if not enabled:
+    # TQDM_DISABLE is read here too: tqdm.auto in a kernel builds its widget (and sends
+    # comm messages on every update) even when the environment disables the bar, which
+    # floods a long training cell's output under nbval.
+    if not enabled or os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false"):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=True)
+    # mininterval: a few redraws per second are plenty for a student to watch.
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=True, mininterval=0.5)

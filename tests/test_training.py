@@ -377,3 +377,14 @@ def test_checkpoint_gets_ordinary_file_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_progress_bar_honours_tqdm_disable(monkeypatch):
+    from course_utils.training import _NoBar, _progress_bar
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert isinstance(_progress_bar(True, 10, 0), _NoBar)
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    bar = _progress_bar(True, 10, 0)
+    assert not isinstance(bar, _NoBar)
+    bar.close()
