@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .atomic import write_json_atomic
 from ._checks import check_choice, check_int
 from .datasets import NUM_CLASSES, generate
 from .models import ResNetBackbone
@@ -184,37 +183,12 @@ def pretrain(out=DEFAULT_CHECKPOINT, *, seed: int = 0, scenes: int = 1000, val_s
         "torch_version": torch.__version__,
         "train_time_s": round(time.perf_counter() - t0, 1),
     }
-    _write_json_atomic(manifest, info)
-    for path in (out, manifest):
-        # mkstemp creates files readable by the owner only; these are shared data files.
-        _chmod_readable(path)
+    write_json_atomic(manifest, info)
     return info
-
-
-def _chmod_readable(path: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def _default_command(out: Path, seed: int) -> str:
     return f"python -m course_utils.pretrain --out {shlex.quote(str(out))} --seed {seed}"
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read_manifest(checkpoint=DEFAULT_CHECKPOINT, manifest=None) -> dict:

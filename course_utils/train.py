@@ -44,15 +44,14 @@ import dataclasses
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from . import cli_data
+from .atomic import write_atomic
 from .cli_data import CLIError
 
 PROG = "python -m course_utils.train"
@@ -263,26 +262,6 @@ def plot_curves(path: Path, history) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     write_atomic(path, buf.getvalue())
-
-
-def write_atomic(path: Path, data) -> None:
-    """Write to a temporary file beside ``path`` and rename it over: never half a file."""
-    path = Path(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); these are ordinary results.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 if __name__ == "__main__":

@@ -18,13 +18,11 @@ rank's random state, and makes all ranks agree on when a time budget has run out
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
 import os
 import random
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -33,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import atomic_open
 from ._checks import check_choice, check_int
 from .device import select_device
 from .metrics import ConfusionMatrix, _check_range
@@ -810,24 +809,9 @@ def save_checkpoint(path, model=None, **contents) -> str:
             payload["model"] = model
     for key, value in contents.items():
         payload[key] = value.state_dict() if hasattr(value, "state_dict") and not isinstance(value, dict) else value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, _HashingWriter(f, digest))
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file owner-only; give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(path.parent)
+    with atomic_open(path, "wb") as f:
+        torch.save(payload, _HashingWriter(f, digest))
     return digest.hexdigest()
 
 
@@ -843,22 +827,6 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self._f.flush()
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; POSIX only (Windows cannot open a directory).
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def sha256_file(path) -> str:

@@ -35,13 +35,7 @@ EVAL = DATA[:2] + ["--size", "32", "--n-val", "8"]
 STEPS = 2 * 16 // 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: extra OpenMP threads only add waiting on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def env():

@@ -11,14 +11,7 @@ from course_utils.metrics import ConfusionMatrix
 IGNORE = 255
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These tensors are tiny: a second thread only adds synchronisation, and on a shared
-    # 2-core machine a descheduled OpenMP thread stalls every op for a time slice.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def set_based_iou(pred, target, num_classes, ignore_index=IGNORE):

@@ -45,14 +45,7 @@ def tiny_model(seed=0, **options):
 FAST = dict(device="cpu", progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These tensors are tiny: a second thread only adds synchronisation, and on a shared
-    # 2-core machine a descheduled OpenMP thread stalls every op for a time slice.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_select_device_is_reexported():

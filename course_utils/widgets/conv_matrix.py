@@ -20,6 +20,12 @@ def _show(ax, artist, arr, limit=None):
     artist.set_clim(-limit, limit)
 
 
+def _slider(cls, **options):
+    # Redraw on release only: each redraw takes tens of milliseconds.
+    return cls(continuous_update=False, style={"description_width": "initial"},
+               layout=widgets.Layout(width="190px"), **options)
+
+
 def _blank_axes(fig, n, width_ratios):
     axes = fig.subplots(1, n, gridspec_kw={"width_ratios": width_ratios})
     artists = []
@@ -35,14 +41,12 @@ class ConvMatrixDemo(Demo):
     """Input x, the matrix C of the convolution, y = Cx, and C^T y back on the input grid."""
 
     def __init__(self):
-        slider = dict(continuous_update=False, style={"description_width": "initial"},
-                      layout=widgets.Layout(width="190px"))
         controls = {
-            "input_size": widgets.IntSlider(value=4, min=3, max=8, description="input size", **slider),
-            "kernel_size": widgets.IntSlider(value=3, min=1, max=5, description="kernel", **slider),
-            "stride": widgets.IntSlider(value=1, min=1, max=3, description="stride", **slider),
-            "padding": widgets.IntSlider(value=0, min=0, max=2, description="padding", **slider),
-            "dilation": widgets.IntSlider(value=1, min=1, max=3, description="dilation", **slider),
+            "input_size": _slider(widgets.IntSlider, value=4, min=3, max=8, description="input size"),
+            "kernel_size": _slider(widgets.IntSlider, value=3, min=1, max=5, description="kernel"),
+            "stride": _slider(widgets.IntSlider, value=1, min=1, max=3, description="stride"),
+            "padding": _slider(widgets.IntSlider, value=0, min=0, max=2, description="padding"),
+            "dilation": _slider(widgets.IntSlider, value=1, min=1, max=3, description="dilation"),
         }
         super().__init__(controls, figsize=(8.4, 2.9))
 
@@ -140,12 +144,10 @@ class CheckerboardDemo(Demo):
     """Overlap counts of one transposed conv, and what a stack of them does to a constant."""
 
     def __init__(self):
-        slider = dict(continuous_update=False, style={"description_width": "initial"},
-                      layout=widgets.Layout(width="190px"))
         controls = {
-            "kernel_size": widgets.IntSlider(value=3, min=1, max=6, description="kernel", **slider),
-            "stride": widgets.IntSlider(value=2, min=1, max=3, description="stride", **slider),
-            "layers": widgets.IntSlider(value=2, min=1, max=3, description="layers", **slider),
+            "kernel_size": _slider(widgets.IntSlider, value=3, min=1, max=6, description="kernel"),
+            "stride": _slider(widgets.IntSlider, value=2, min=1, max=3, description="stride"),
+            "layers": _slider(widgets.IntSlider, value=2, min=1, max=3, description="layers"),
             "weights": widgets.Dropdown(options=["all ones", "random"], value="all ones",
                                         description="weights", layout=widgets.Layout(width="190px")),
         }
