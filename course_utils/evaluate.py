@@ -113,6 +113,7 @@ def run_evaluation(model, loader, num_classes: int, device, boundary_tolerance=N
     import torch.distributed as dist
 
     from .metrics import ConfusionMatrix
+    from .metrics import predicted_labels
     from .training import logits_of, split_batch
 
     cm = ConfusionMatrix(num_classes, 255)
@@ -124,7 +125,7 @@ def run_evaluation(model, loader, num_classes: int, device, boundary_tolerance=N
         for batch in loader:
             images, labels = split_batch(batch)
             with torch.autocast(device_type=device.type, dtype=dtype, enabled=cuda):
-                pred = logits_of(model(images.to(device))).argmax(1)
+                pred = predicted_labels(logits_of(model(images.to(device))))
             cm.update(pred, labels.to(device))
             if boundary_tolerance is not None:
                 counts += _boundary_metrics()[0](pred.cpu(), labels, boundary_tolerance, ignore_index=255).sum(0)

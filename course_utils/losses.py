@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_int
+from .metrics import predicted_labels
 
 __all__ = ["cross_entropy", "label_edges", "balanced_bce", "balanced_bce_weights", "soft_boundaries",
            "dual_task_loss", "GSCNNLoss"]
@@ -155,7 +156,7 @@ def dual_task_loss(seg_logits: torch.Tensor, labels: torch.Tensor, edge_logits: 
     gt = label_edges(labels, radius, ignore_index)
     soft = soft_boundaries(torch.softmax(seg_logits / temperature, 1), radius, valid)
     with torch.no_grad():
-        hard = label_edges(torch.where(valid, seg_logits.argmax(1), ignore_index), radius, ignore_index)
+        hard = label_edges(torch.where(valid, predicted_labels(seg_logits), ignore_index), radius, ignore_index)
         union = ((gt > 0) | (hard > 0)) & valid
     diff = (soft - gt).abs() * valid
     loss = diff.sum() / union.sum().clamp_min(1)

@@ -34,7 +34,7 @@ from torch import nn
 from .atomic import atomic_open
 from ._checks import check_choice, check_int
 from .device import select_device
-from .metrics import ConfusionMatrix, _check_range
+from .metrics import ConfusionMatrix, _check_range, predicted_labels
 
 __all__ = ["select_device", "fit", "evaluate", "TrainConfig", "History", "Trainer", "PolyLR",
            "make_loader", "save_checkpoint", "load_checkpoint", "load_model", "sha256_file",
@@ -619,7 +619,7 @@ def evaluate(model: nn.Module, loader, num_classes: int, device=None, *, ignore_
             if logits.ndim != 4 or logits.shape[0] != labels.shape[0] or logits.shape[2:] != labels.shape[1:]:
                 raise ValueError(f"the model's logits {tuple(logits.shape)} do not match the labels "
                                  f"{tuple(labels.shape)}: expected (N, num_classes, H, W) at the label size")
-            cm.update(logits.argmax(1), labels.to(device, non_blocking=device.type == "cuda"))
+            cm.update(predicted_labels(logits), labels.to(device, non_blocking=device.type == "cuda"))
             bar.update(1)
     finally:
         bar.close()

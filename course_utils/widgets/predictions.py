@@ -57,6 +57,7 @@ def colour_baseline(images, labels, num_classes: int) -> np.ndarray:
 @torch.no_grad()
 def predict(model, images, batch_size: int = 4, device=None) -> np.ndarray:
     """``argmax`` predictions ``(N, H, W)`` of ``model`` for images ``(N, 3, H, W)`` (eval mode)."""
+    from ..metrics import predicted_labels
     from ..training import logits_of
 
     if device is None:
@@ -67,7 +68,7 @@ def predict(model, images, batch_size: int = 4, device=None) -> np.ndarray:
     try:
         for start in range(0, len(images), batch_size):
             batch = torch.as_tensor(images[start:start + batch_size], dtype=torch.float32).to(device)
-            out.append(logits_of(model(batch)).argmax(1).cpu().numpy())
+            out.append(predicted_labels(logits_of(model(batch))).cpu().numpy())
     finally:
         model.train(was_training)
     return np.concatenate(out).astype(np.int64)
