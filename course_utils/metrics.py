@@ -428,6 +428,18 @@ class BootstrapResult:
         return bool(self.low > 0 or self.high < 0)
 
 
+def _resolve_metric(a: np.ndarray, metric):
+    """``metric``, or the default one for statistics shaped like ``a`` (see :func:`paired_bootstrap`)."""
+    if metric is not None:
+        return metric
+    if a.ndim == 3 and a.shape[1] == a.shape[2]:
+        return miou_of_matrix
+    if a.ndim == 1:
+        n = a.shape[0]
+        return lambda s: float(s) / n   # the sum of N per-image scores -> their mean
+    raise ValueError(f"pass metric for statistics of shape {a.shape} (e.g. f1_from_counts for (N, 4))")
+
+
 def paired_bootstrap(stats_a, stats_b, n_resamples: int = 1000, seed: int = 0, metric=None,
                      confidence: float = 0.95) -> BootstrapResult:
     """Percentile bootstrap CI of ``metric(A) - metric(B)`` over the same validation images.
@@ -448,14 +460,7 @@ def paired_bootstrap(stats_a, stats_b, n_resamples: int = 1000, seed: int = 0, m
     seed = check_int("seed", seed, 0)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if metric is None:
-        if a.ndim == 3 and a.shape[1] == a.shape[2]:
-            metric = miou_of_matrix
-        elif a.ndim == 1:
-            n = a.shape[0]
-            metric = lambda s: float(s) / n  # noqa: E731  (sum of N per-image scores -> their mean)
-        else:
-            raise ValueError(f"pass metric for statistics of shape {a.shape} (e.g. f1_from_counts for (N, 4))")
+    metric = _resolve_metric(a, metric)
     rng = np.random.default_rng(seed)
     n = a.shape[0]
     diffs = np.empty(n_resamples)
@@ -466,3 +471,45 @@ def paired_bootstrap(stats_a, stats_b, n_resamples: int = 1000, seed: int = 0, m
     low, high = np.nanquantile(diffs, [alpha, 1 - alpha])
     return BootstrapResult(float(metric(a.sum(0)) - metric(b.sum(0))), float(low), float(high), confidence,
                            n_resamples)
+
+
+@dataclasses.dataclass(frozen=True)
+class Winner:
+    """:func:`significant_best`'s answer: ``candidate`` has the best point estimate;
+    ``best`` is that name only if every CI of ``candidate - other`` excludes zero, else None."""
+    candidate: str
+    best: str | None
+    scores: dict
+    versus: dict
+
+
+def significant_best(stats: dict, metric=None, n_resamples: int = 1000, seed: int = 0,
+                     confidence: float = 0.95, higher_is_better: bool = True) -> Winner:
+    """Which model may be printed in bold: the best one *only if* the data say so.
+
+    ``stats`` maps model names to per-image statistics, as :func:`paired_bootstrap` takes
+    them (same images, same order; ``metric`` as there). The candidate is the model with
+    the best dataset-level score; it is declared ``best`` only when the paired-bootstrap CI
+    of its difference to every other model lies entirely on its side of zero. Otherwise
+    ``best`` is None: the data cannot separate the leaders, and no model earns the bold font.
+    """
+    if len(stats) < 2:
+        raise ValueError(f"stats must hold at least two models, got {len(stats)}")
+    arrays = {name: np.asarray(v) for name, v in stats.items()}
+    names = list(arrays)
+    shape = arrays[names[0]].shape
+    for name, arr in arrays.items():
+        if arr.shape != shape or arr.ndim < 1 or shape[0] < 1:
+            raise ValueError(f"stats[{name!r}] has shape {arr.shape}, stats[{names[0]!r}] {shape}: every model "
+                             "needs statistics (N, ...) of the same N >= 1 images")
+    metric = _resolve_metric(arrays[names[0]], metric)
+    scores = {name: float(metric(arr.sum(0))) for name, arr in arrays.items()}
+    sign = 1.0 if higher_is_better else -1.0
+    ranked = [n for n in names if not math.isnan(scores[n])]
+    if not ranked:
+        raise ValueError("the metric is NaN for every model")
+    candidate = max(ranked, key=lambda n: sign * scores[n])
+    versus = {other: paired_bootstrap(arrays[candidate], arrays[other], n_resamples, seed, metric, confidence)
+              for other in names if other != candidate}
+    clear = all((r.low > 0) if higher_is_better else (r.high < 0) for r in versus.values())
+    return Winner(candidate, candidate if clear else None, scores, versus)

@@ -36,7 +36,7 @@ from ._checks import check_choice, check_int
 from .device import select_device
 from .metrics import ConfusionMatrix, _check_range, predicted_labels
 
-__all__ = ["select_device", "fit", "evaluate", "TrainConfig", "History", "Trainer", "PolyLR",
+__all__ = ["select_device", "fit", "evaluate", "predict", "TrainConfig", "History", "Trainer", "PolyLR",
            "make_loader", "save_checkpoint", "load_checkpoint", "load_model", "sha256_file",
            "logits_of"]
 
@@ -627,6 +627,27 @@ def evaluate(model: nn.Module, loader, num_classes: int, device=None, *, ignore_
     if reduce:
         cm.all_reduce()
     return cm
+
+
+@torch.no_grad()
+def predict(model, images, batch_size: int = 4, device=None) -> np.ndarray:
+    """Predicted labels ``(N, H, W)`` (numpy int64) of ``model`` for images ``(N, 3, H, W)`` in [0, 1].
+
+    Runs in eval mode in batches of ``batch_size`` on ``device`` (default: the model's), and
+    leaves the model in the mode it was in.
+    """
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = torch.as_tensor(images[start:start + batch_size], dtype=torch.float32).to(device)
+            out.append(predicted_labels(logits_of(model(batch))).cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(out).astype(np.int64)
 
 
 def logits_of(output) -> torch.Tensor:

@@ -235,3 +235,51 @@ def test_bootstrap_of_per_image_scores_and_boundary_counts():
 def test_bad_input_is_refused(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_significant_best_bolds_a_model_that_wins_on_every_resample():
+    from course_utils.metrics import significant_best
+    rng = np.random.default_rng(0)
+    hardness = rng.uniform(0.3, 0.9, 200)            # images differ a lot in difficulty ...
+    stats = {"a": hardness + 0.05, "b": hardness, "c": hardness - 0.02}   # ... a always leads
+    w = significant_best(stats, n_resamples=300)
+    assert w.candidate == w.best == "a"
+    assert set(w.versus) == {"b", "c"}
+    np.testing.assert_allclose(w.versus["b"].difference, 0.05)
+    # Paired: the per-image offset is constant, so every resample gives exactly 0.05.
+    assert w.versus["b"].low == pytest.approx(0.05) and w.versus["b"].high == pytest.approx(0.05)
+    np.testing.assert_allclose(w.scores["c"], hardness.mean() - 0.02)
+
+
+def test_significant_best_refuses_the_bold_font_for_a_coin_flip_lead():
+    from course_utils.metrics import significant_best
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.3, 0.9, 100)
+    noise = rng.choice([-0.05, 0.05], 100)           # a wins half the images, b the other half
+    noise -= noise.mean() - 0.001                     # a leads by 0.001 overall
+    w = significant_best({"a": base + noise, "b": base}, n_resamples=500)
+    assert w.candidate == "a" and w.best is None
+    assert w.versus["b"].low < 0 < w.versus["b"].high
+
+
+def test_significant_best_with_confusion_matrices_and_lower_is_better():
+    from course_utils.metrics import per_image_confusion, significant_best
+    target = np.zeros((30, 4, 4), np.int64)
+    target[:, :, 2:] = 1
+    wrong = target.copy()
+    wrong[:, 0, :] = 1 - wrong[:, 0, :]               # one row of four flipped in every image
+    stats = {"perfect": per_image_confusion(target, target, 2), "wrong": per_image_confusion(wrong, target, 2)}
+    w = significant_best(stats, n_resamples=200)
+    assert w.best == "perfect" and w.scores["perfect"] == 1.0
+    # By hand: per class 2 of 8 pixels move to the other class: IoU = 6 / (8 + 8 - 6) = 0.6.
+    assert w.scores["wrong"] == pytest.approx(0.6)
+    errors = {"a": np.full(30, 0.1), "b": np.full(30, 0.3)}
+    assert significant_best(errors, n_resamples=50, higher_is_better=False).best == "a"
+
+
+def test_significant_best_needs_two_models_with_statistics_of_the_same_images():
+    from course_utils.metrics import significant_best
+    with pytest.raises(ValueError, match="at least two"):
+        significant_best({"a": np.ones(3)})
+    with pytest.raises(ValueError, match="same N"):
+        significant_best({"a": np.ones(3), "b": np.ones(4)})

@@ -381,3 +381,17 @@ def test_progress_bar_honours_tqdm_disable(monkeypatch):
     bar = _progress_bar(True, 10, 0)
     assert not isinstance(bar, _NoBar)
     bar.close()
+
+
+def test_predict_is_the_eval_mode_argmax_in_any_batch_size_and_restores_the_mode():
+    from course_utils.training import predict
+    torch.manual_seed(0)
+    model = build_model("fcn8s", 4, width=8).train()
+    images = torch.rand(5, 3, 24, 20)
+    with torch.no_grad():
+        expected = model.eval()(images).argmax(1).numpy()
+    model.train()
+    for batch_size in (1, 2, 5, 8):
+        got = predict(model, images, batch_size=batch_size)
+        assert got.dtype == np.int64 and np.array_equal(got, expected), batch_size
+    assert model.training

@@ -549,7 +549,7 @@ class _Scene:
                                np.array(windows, np.float32)))
 
     def draw_facades(self):
-        rng, H, W = self.rng, self.H, self.W
+        rng, W = self.rng, self.W
         dx = self.cols - self.xv
         left = dx < 0
         dx = np.where(np.abs(dx) < 1e-3, np.float32(1e-3), dx)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 import numpy as np
-import torch
 
 from .._checks import check_int
 from ..plotting import colorize, overlay
@@ -52,26 +51,6 @@ def colour_baseline(images, labels, num_classes: int) -> np.ndarray:
             means[c] = pix[sel].mean(0)
     dist = ((pix[:, None, :] - means[None]) ** 2).sum(-1)
     return dist.argmin(1).reshape(labels.shape).astype(np.int64)
-
-
-@torch.no_grad()
-def predict(model, images, batch_size: int = 4, device=None) -> np.ndarray:
-    """``argmax`` predictions ``(N, H, W)`` of ``model`` for images ``(N, 3, H, W)`` (eval mode)."""
-    from ..metrics import predicted_labels
-    from ..training import logits_of
-
-    if device is None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        for start in range(0, len(images), batch_size):
-            batch = torch.as_tensor(images[start:start + batch_size], dtype=torch.float32).to(device)
-            out.append(predicted_labels(logits_of(model(batch))).cpu().numpy())
-    finally:
-        model.train(was_training)
-    return np.concatenate(out).astype(np.int64)
 
 
 def _as_numpy(name, x, ndim):
@@ -209,6 +188,7 @@ def prediction_browser(model=None, images=None, labels=None, *, preds=None, num_
     palette = PALETTE if palette is None else palette
     num_classes = len(classes) if classes is not None else len(palette)
     if model is not None:
+        from ..training import predict
         preds = predict(model, images, batch_size, device)
         title = ""
     elif preds is None:

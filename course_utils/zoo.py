@@ -1,0 +1,194 @@
+"""The course's model zoo: FCN-8s, PSPNet, DeepLabV3+ and Gated-SCNN trained on SynthCity.
+
+Notebook 08 compares the four models. Training them takes about half an hour on two
+CPU cores, too long for a lecture, so the course trains them once with one recipe and
+commits the weights under ``data/zoo/`` with a manifest (``data/zoo/manifest.json``):
+the command, the recipe, and per model its options, SHA-256, size, training time and
+validation mIoU. Reproduce them with::
+
+    python -m course_utils.zoo --out data/zoo
+
+(``--models gscnn`` retrains one; ``--device cuda`` uses a GPU). The recipe is the same
+for every model, so the comparison is of architectures, not of tuning effort: the same
+pre-trained encoder (``data/encoder_synthcity.pt``), scenes, augmentation, epochs, batch
+size, AdamW with the poly schedule, and seed. Gated-SCNN trains with its own loss
+(cross-entropy + class-balanced edge BCE + the dual-task term); the others with
+cross-entropy. The weights of the *last* epoch are kept, not the best validated ones:
+picking by validation mIoU would select on the data the notebook then reports.
+
+The results are bit-reproducible on the same CPU with the same thread count; another CPU
+or thread count sums in another order and ends a few thousandths of mIoU away. The hashes
+protect the committed files either way: :func:`load_zoo_model` refuses a file whose
+SHA-256 differs from the manifest before unpickling anything.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ._checks import check_choice, check_int
+from .atomic import write_json_atomic
+
+__all__ = ["ZOO_DIR", "ZOO_MODELS", "RECIPE", "train_zoo_model", "read_zoo_manifest", "load_zoo_model",
+           "load_zoo", "main"]
+
+ZOO_DIR = Path(__file__).resolve().parents[1] / "data" / "zoo"
+MANIFEST = "manifest.json"
+
+# Output strides as in the papers: PSPNet at 8 (Zhao et al., CVPR 2017), DeepLabV3+ at 16
+# for training (Chen et al., ECCV 2018), Gated-SCNN on the DeepLabV3+ stream at 16.
+ZOO_MODELS = {
+    "fcn8s": {},
+    "pspnet": {"output_stride": 8},
+    "deeplabv3plus": {"output_stride": 16},
+    "gscnn": {"output_stride": 16},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One training recipe for every model of the zoo (SynthCity scenes, AdamW, poly)."""
+    size: int = 128
+    n_train: int = 1500
+    n_val: int = 200
+    train_seed: int = 0
+    val_seed: int = 1
+    epochs: int = 24
+    batch_size: int = 8
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    width: int = 16
+    seed: int = 0
+    pretrained_encoder: bool = True
+
+
+RECIPE = Recipe()
+
+
+def train_zoo_model(name: str, out_dir=ZOO_DIR, recipe: Recipe = RECIPE, device=None, progress: bool = True,
+                    max_steps: int | None = None) -> dict:
+    """Train zoo model ``name`` with ``recipe``; write ``out_dir/NAME.pt``; return its manifest entry."""
+    from .datasets import CLASSES, SynthCity
+    from .losses import GSCNNLoss
+    from .models import build_model
+    from .pretrain import load_encoder
+    from .train import StopAt
+    from .training import evaluate, fit, make_loader, save_checkpoint, select_device
+
+    check_choice("name", name, tuple(ZOO_MODELS))
+    device = select_device(device)
+    out = Path(out_dir) / f"{name}.pt"
+    train_set = SynthCity(recipe.n_train, recipe.size, seed=recipe.train_seed, augment=True)
+    val_set = SynthCity(recipe.n_val, recipe.size, seed=recipe.val_seed)
+    torch.manual_seed(recipe.seed)
+    options = {"width": recipe.width, **ZOO_MODELS[name]}
+    model = build_model(name, len(CLASSES), **options)
+    if recipe.pretrained_encoder:
+        load_encoder(model)
+    train_loader = make_loader(train_set, recipe.batch_size, shuffle=True, device=device, seed=recipe.seed)
+    val_loader = make_loader(val_set, 32, device=device)
+    loss = GSCNNLoss() if name == "gscnn" else None
+    callbacks = [] if max_steps is None else [StopAt(max_steps)]
+    t0 = time.perf_counter()
+    history = fit(model, train_loader, val_loader, epochs=recipe.epochs, lr=recipe.lr,
+                  weight_decay=recipe.weight_decay, loss=loss, device=device, val_every=recipe.epochs,
+                  keep="last", progress=progress, callbacks=callbacks)
+    train_time = time.perf_counter() - t0
+    model.to("cpu")
+    cm = evaluate(model, make_loader(val_set, 32), len(CLASSES), device="cpu")
+    sha = save_checkpoint(out, model=model, recipe=dataclasses.asdict(recipe), val_miou=cm.miou())
+    return {"file": out.name, "sha256": sha, "bytes": out.stat().st_size, "options": options,
+            "parameters": sum(p.numel() for p in model.parameters()), "steps": history.steps,
+            "loss": "GSCNNLoss (CE + balanced edge BCE + dual-task)" if loss else "cross-entropy",
+            "val_miou": round(cm.miou(), 4), "train_time_s": round(train_time, 1),
+            "images_per_s": round(history.images_per_s, 1), "device": str(device)}
+
+
+def read_zoo_manifest(zoo_dir=ZOO_DIR) -> dict:
+    """The zoo's manifest; a clear error if the zoo has not been trained into ``zoo_dir``."""
+    import json
+
+    path = Path(zoo_dir) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"no zoo manifest {str(path)!r}; create it with: "
+                                f"python -m course_utils.zoo --out {shlex.quote(str(zoo_dir))}")
+    info = json.loads(path.read_text())
+    if not isinstance(info, dict) or not isinstance(info.get("models"), dict):
+        raise ValueError(f"zoo manifest {str(path)!r} has no 'models' table")
+    return info
+
+
+def load_zoo_model(name: str, zoo_dir=ZOO_DIR, device="cpu"):
+    """Zoo model ``name`` in eval mode, after checking its file's SHA-256 against the manifest."""
+    from .training import load_model
+
+    info = read_zoo_manifest(zoo_dir)
+    if name not in info["models"]:
+        raise ValueError(f"name must be one of {', '.join(map(repr, info['models']))} (the models in "
+                         f"{str(Path(zoo_dir) / MANIFEST)!r}); got {name!r}")
+    entry = info["models"][name]
+    model = load_model(Path(zoo_dir) / entry["file"], expected_sha256=entry["sha256"], map_location=device)
+    return model.to(device).eval()
+
+
+def load_zoo(zoo_dir=ZOO_DIR, device="cpu") -> dict:
+    """All zoo models, ``{name: model}`` in the manifest's order, hash-checked, in eval mode."""
+    return {name: load_zoo_model(name, zoo_dir, device) for name in read_zoo_manifest(zoo_dir)["models"]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m course_utils.zoo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(Path("data") / "zoo"), help="folder for the checkpoints and manifest")
+    p.add_argument("--models", nargs="+", default=list(ZOO_MODELS), choices=list(ZOO_MODELS),
+                   help="which models to (re)train; the others keep their manifest entries")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    for field in dataclasses.fields(Recipe):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type in ("bool", bool):
+            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=field.default,
+                           metavar="BOOL", help="recipe (default %(default)s)")
+        else:
+            p.add_argument(flag, type=float if field.type in ("float", float) else int, default=field.default,
+                           help="recipe (default %(default)s)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop each model after this many steps (tests)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(check_int("--threads", args.threads, 1))
+    recipe = Recipe(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)})
+    out = Path(args.out)
+    try:
+        info = read_zoo_manifest(out)
+    except FileNotFoundError:
+        info = {"models": {}}
+    if info.get("recipe") not in (None, dataclasses.asdict(recipe)):
+        keep = [m for m in info["models"] if m not in args.models]
+        if keep:
+            print(f"the recipe differs from the manifest's: retraining {', '.join(keep)} as well")
+            args.models = list(dict.fromkeys(args.models + keep))
+        info["models"] = {}
+    argv_list = sys.argv[1:] if argv is None else list(argv)
+    info.update(command=" ".join(["python -m course_utils.zoo"] + [shlex.quote(a) for a in argv_list]),
+                recipe=dataclasses.asdict(recipe), torch_version=torch.__version__,
+                threads=torch.get_num_threads())
+    for name in args.models:
+        print(f"training {name} ...", flush=True)
+        entry = train_zoo_model(name, out, recipe, args.device, progress=not args.quiet, max_steps=args.max_steps)
+        info["models"][name] = entry
+        # Keep the zoo's order and write after each model, so a long run can be stopped.
+        info["models"] = {m: info["models"][m] for m in ZOO_MODELS if m in info["models"]}
+        write_json_atomic(out / MANIFEST, info)
+        print(f"{name}: validation mIoU {entry['val_miou']:.4f}, {entry['train_time_s']:.0f} s, "
+              f"{entry['bytes'] / 1e6:.1f} MB", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
