@@ -54,6 +54,20 @@ def training_rate(size: int = 128, batch: int = 8, steps: int = 4):
     return batch * steps / (time.perf_counter() - start)
 
 
+def serving_rate(size: int = 128, n: int = 256, batch: int = 8) -> float:
+    """Scenes/s that ``make_loader(SynthCity(..., augment=True))`` delivers from memory."""
+    from course_utils.datasets import SynthCity
+    from course_utils.training import make_loader
+
+    loader = make_loader(SynthCity(n, size, seed=0, augment=True), batch, shuffle=True, seed=0)
+    for _ in loader:              # warm-up pass
+        pass
+    start = time.perf_counter()
+    for _ in loader:
+        pass
+    return n / (time.perf_counter() - start)
+
+
 def main():
     print(f"{'size':>6}{'scenes/s (wall)':>17}{'(cpu)':>8}")
     rates = {}
@@ -73,6 +87,9 @@ def main():
         n = 2000
         print(f"  {n} scenes: generated once in {n / rates[128]:.1f} s; one training epoch over them "
               f"takes {n / consumed:.1f} s")
+        served = serving_rate()
+        print(f"  what each epoch waits for: SynthCity serving augmented batches (flip, scale, crop) "
+              f"at {served:.0f} scenes/s = {served / consumed:.1f} x consumption")
 
     _, labels = generate(500, 128, seed=0)
     freq = class_frequencies(labels)

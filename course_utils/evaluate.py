@@ -114,7 +114,7 @@ def run_evaluation(model, loader, num_classes: int, device, boundary_tolerance=N
 
     from .metrics import ConfusionMatrix
     from .metrics import predicted_labels
-    from .training import logits_of, split_batch
+    from .training import batches, logits_of, split_batch
 
     cm = ConfusionMatrix(num_classes, 255)
     counts = np.zeros(4, np.int64)
@@ -122,7 +122,7 @@ def run_evaluation(model, loader, num_classes: int, device, boundary_tolerance=N
     cuda = device.type == "cuda"
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
     with torch.no_grad():
-        for batch in loader:
+        for batch in batches(loader):
             images, labels = split_batch(batch)
             with torch.autocast(device_type=device.type, dtype=dtype, enabled=cuda):
                 pred = predicted_labels(logits_of(model(images.to(device))))

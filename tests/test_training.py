@@ -395,3 +395,32 @@ def test_predict_is_the_eval_mode_argmax_in_any_batch_size_and_restores_the_mode
         got = predict(model, images, batch_size=batch_size)
         assert got.dtype == np.int64 and np.array_equal(got, expected), batch_size
     assert model.training
+
+
+class _ThreadRecorder(torch.utils.data.Dataset):
+    def __init__(self):
+        self.seen = []
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        self.seen.append(torch.get_num_threads())
+        return torch.full((3, 4, 4), float(i)), torch.zeros(4, 4, dtype=torch.long)
+
+
+def test_batches_are_built_with_one_thread_and_the_thread_count_comes_back():
+    from course_utils.training import batches
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        data = _ThreadRecorder()
+        def loader():
+            return training.make_loader(data, 2, shuffle=True, device="cpu", seed=3)
+        got = [b[0][:, 0, 0, 0].tolist() for b in batches(loader())]
+        want = [b[0][:, 0, 0, 0].tolist() for b in loader()]     # same shuffle, same batches
+        assert got == want and len(got) == 3
+        assert data.seen[:6] == [1] * 6 and data.seen[6:] == [2] * 6
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
