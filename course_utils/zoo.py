@@ -61,7 +61,7 @@ class Recipe:
     val_seed: int = 1
     epochs: int = 24
     batch_size: int = 8
-    lr: float = 1e-2
+    lr: float = 5e-3
     weight_decay: float = 1e-4
     width: int = 16
     seed: int = 0
