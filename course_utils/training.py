@@ -730,8 +730,10 @@ def batches(loader):
     from many tiny tensor operations (a uint8 -> float conversion, a flip, a resize per
     sample, a stack). Spread over OpenMP threads they gain nothing, and on a busy machine
     each one waits for a descheduled thread: measured on 2 shared cores, SynthCity served
-    28 augmented scenes/s with 2 threads and 1560/s with one. Same numbers either way; the
-    model's own operations still get every thread. Worker processes already run with one.
+    28 augmented scenes/s with 2 threads and 1560/s with one. The model's own operations
+    still get every thread; worker processes already run with one. A side effect: some
+    kernels round the last bit differently with more threads, so one thread also makes the
+    samples the same on a laptop with 8 cores as on the 2-core CI machine.
     """
     it = iter(loader)
     in_process = getattr(loader, "num_workers", 0) == 0
