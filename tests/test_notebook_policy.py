@@ -1,5 +1,6 @@
 """The nbval policy of the README, enforced on every committed notebook."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,21 @@ def test_no_trailing_semicolon_suppression(path):
         lines = [l for l in "".join(cell["source"]).rstrip().splitlines() if l.strip()]
         assert not (lines and lines[-1].rstrip().endswith(";")), (
             f"code cell {i} ends with ';': use plt.show() (see this test's docstring)")
+
+
+# A run time or a rate printed by a compared cell fails nbval on the next, faster or slower,
+# machine (it did: "12 steps, 43 images/s" vs 45 on CI).
+TIMING = re.compile(r"(?<![\w.-])\d+(?:\.\d+)?\s*(?:ms|s|seconds?|min)\b(?! *[=<>])"
+                    r"|\d\s*(?:images|scenes|steps|it)/s\b")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_compared_outputs_hold_no_timings(path):
+    for i, cell in enumerate(_cells(path)):
+        if cell["cell_type"] != "code" or "nbval-ignore-output" in _tags(cell):
+            continue
+        for out in cell.get("outputs", []):
+            text = "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
+            hit = TIMING.search(text)
+            assert hit is None, (f"cell {i} prints a timing ({text[max(0, hit.start() - 30):hit.end() + 10]!r}) "
+                                 "in a compared output: tag it nbval-ignore-output and check a statement instead")
