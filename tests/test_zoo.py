@@ -91,3 +91,11 @@ def test_the_pretrained_encoder_is_where_every_zoo_model_starts(tmp_path):
     # After one small AdamW step the weights are still close to the encoder's, far from a fresh init.
     w = "stem.0.weight" if "stem.0.weight" in enc else next(k for k in enc if k.endswith("weight"))
     assert np.abs((trained[w] - enc[w]).numpy()).max() < 0.05
+
+
+def test_the_prediction_browser_takes_a_zoo_model():
+    from course_utils.widgets import prediction_browser
+    scenes = SynthCity(3, 64, seed=9)
+    browser = prediction_browser(zoo.load_zoo_model("gscnn"), scenes.images.float() / 255, scenes.labels.long())
+    assert browser.error is None and browser.preds.shape == (3, 64, 64)
+    assert 0 <= browser.preds.min() and browser.preds.max() < len(CLASSES)
