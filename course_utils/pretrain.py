@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import write_json_atomic
+from .paths import DATA_DIR
 from ._checks import check_choice, check_int
 from .datasets import NUM_CLASSES, generate
 from .models import ResNetBackbone
@@ -41,7 +42,6 @@ from .training import load_checkpoint, save_checkpoint
 __all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_OPTIONS", "EncoderClassifier", "make_crops", "pretrain",
            "read_manifest", "load_encoder", "load_classifier", "main"]
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_CHECKPOINT = DATA_DIR / "encoder_synthcity.pt"
 # The backbone the notebooks' FCNs use (width 16: 0.3 M parameters, 1.2 MB as float32).
 DEFAULT_OPTIONS = {"width": 16, "depths": [1, 1, 1, 1], "norm": "batch"}

@@ -34,11 +34,12 @@ import torch
 
 from ._checks import check_choice, check_int
 from .atomic import write_json_atomic
+from .paths import DATA_DIR
 
 __all__ = ["ZOO_DIR", "ZOO_MODELS", "RECIPE", "train_zoo_model", "read_zoo_manifest", "load_zoo_model",
            "load_zoo", "main"]
 
-ZOO_DIR = Path(__file__).resolve().parents[1] / "data" / "zoo"
+ZOO_DIR = DATA_DIR / "zoo"
 MANIFEST = "manifest.json"
 
 # Output strides as in the papers: PSPNet at 8 (Zhao et al., CVPR 2017), DeepLabV3+ at 16

@@ -99,3 +99,16 @@ def test_the_prediction_browser_takes_a_zoo_model():
     browser = prediction_browser(zoo.load_zoo_model("gscnn"), scenes.images.float() / 255, scenes.labels.long())
     assert browser.error is None and browser.preds.shape == (3, 64, 64)
     assert 0 <= browser.preds.min() and browser.preds.max() < len(CLASSES)
+
+
+def test_course_data_dir_points_the_package_at_another_data_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+    shutil.copytree(zoo.ZOO_DIR, tmp_path / "zoo")
+    code = ("from course_utils import zoo, pretrain; print(zoo.ZOO_DIR); print(pretrain.DEFAULT_CHECKPOINT); "
+            "print(list(zoo.read_zoo_manifest()['models']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, COURSE_DATA_DIR=str(tmp_path))).stdout.splitlines()
+    assert out[0] == str(tmp_path / "zoo") and out[1] == str(tmp_path / "encoder_synthcity.pt")
+    assert out[2] == str(list(zoo.ZOO_MODELS))
