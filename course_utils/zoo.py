@@ -102,7 +102,7 @@ def train_zoo_model(name: str, out_dir=ZOO_DIR, recipe: Recipe = RECIPE, device=
                   keep="last", progress=progress, callbacks=callbacks)
     train_time = time.perf_counter() - t0
     model.to("cpu")
-    cm = evaluate(model, make_loader(val_set, 32), len(CLASSES), device="cpu")
+    cm = evaluate(model, make_loader(val_set, 32, device="cpu"), len(CLASSES), device="cpu")
     sha = save_checkpoint(out, model=model, recipe=dataclasses.asdict(recipe), val_miou=cm.miou())
     return {"file": out.name, "sha256": sha, "bytes": out.stat().st_size, "options": options,
             "parameters": sum(p.numel() for p in model.parameters()), "steps": history.steps,
