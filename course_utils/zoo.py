@@ -36,7 +36,7 @@ from ._checks import check_choice, check_int
 from .atomic import write_json_atomic
 from .paths import DATA_DIR
 
-__all__ = ["ZOO_DIR", "ZOO_MODELS", "RECIPE", "train_zoo_model", "read_zoo_manifest", "load_zoo_model",
+__all__ = ["ZOO_DIR", "ZOO_MODELS", "LABEL", "RECIPE", "train_zoo_model", "read_zoo_manifest", "load_zoo_model",
            "load_zoo", "main"]
 
 ZOO_DIR = DATA_DIR / "zoo"
@@ -50,6 +50,8 @@ ZOO_MODELS = {
     "deeplabv3plus": {"output_stride": 16},
     "gscnn": {"output_stride": 16},
 }
+# How tables and plots name them.
+LABEL = {"fcn8s": "FCN-8s", "pspnet": "PSPNet", "deeplabv3plus": "DeepLabV3+", "gscnn": "GSCNN"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,12 +18,13 @@ import socket
 import subprocess
 import sys
 import textwrap
-from datetime import datetime
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from helpers import stored_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -162,19 +163,7 @@ PROBE = textwrap.dedent('''
 ''')
 
 
-def stored_seconds(path: Path) -> float:
-    """Execution time recorded in the cells' metadata by the last `make refs`."""
-    total = 0.0
-    for cell in nbformat.read(path, as_version=4).cells:
-        ex = cell.get("metadata", {}).get("execution", {})
-        if "iopub.execute_input" in ex and "shell.execute_reply" in ex:
-            t0, t1 = (datetime.fromisoformat(ex[k].replace("Z", "+00:00"))
-                      for k in ("iopub.execute_input", "shell.execute_reply"))
-            total += (t1 - t0).total_seconds()
-    return total
-
-
-CHEAP = [p for p in NOTEBOOKS if p.name[:2] in ("00", "01") or stored_seconds(p) <= BUDGET]
+CHEAP = [p for p in NOTEBOOKS if p.name[:2] in ("00", "01") or stored_seconds(nbformat.read(p, as_version=4).cells) <= BUDGET]
 
 
 @pytest.fixture(scope="module")

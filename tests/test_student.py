@@ -15,7 +15,6 @@ import ast
 import os
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -28,22 +27,11 @@ BUDGET = float(os.environ.get("COURSE_STUDENT_BUDGET", "90"))
 
 sys.path.insert(0, str(ROOT / "tools"))
 from make_student import PLACEHOLDER, main as make_student  # noqa: E402
+from helpers import stored_seconds  # noqa: E402
 
 
 def _is_solution(cell) -> bool:
     return cell.cell_type == "code" and "solution" in cell.metadata.get("tags", [])
-
-
-def stored_seconds(cells) -> float:
-    """Execution time recorded in the cells' metadata by the last `make refs`."""
-    total = 0.0
-    for cell in cells:
-        ex = cell.get("metadata", {}).get("execution", {})
-        if "iopub.execute_input" in ex and "shell.execute_reply" in ex:
-            t0, t1 = (datetime.fromisoformat(ex[k].replace("Z", "+00:00"))
-                      for k in ("iopub.execute_input", "shell.execute_reply"))
-            total += (t1 - t0).total_seconds()
-    return total
 
 
 @pytest.fixture(scope="module")

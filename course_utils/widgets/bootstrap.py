@@ -10,9 +10,9 @@ import numpy as np
 
 from .._checks import check_int
 from ..metrics import significant_best
+from ..zoo import LABEL
 from .base import Demo, register
 
-LABELS = {"fcn8s": "FCN-8s", "pspnet": "PSPNet", "deeplabv3plus": "DeepLabV3+", "gscnn": "GSCNN"}
 
 
 class BootstrapDemo(Demo):
@@ -59,7 +59,7 @@ class BootstrapDemo(Demo):
         w = significant_best({m: np.asarray(s)[:images] for m, s in per_model.items()}, fn,
                              self.n_resamples, self.seed)
         self.winner = w
-        lead = LABELS.get(w.candidate, w.candidate)
+        lead = LABEL.get(w.candidate, w.candidate)
         others = list(w.versus)
         for bar, point, other in zip(self.bars, self.points, others):
             r = w.versus[other]
@@ -72,12 +72,12 @@ class BootstrapDemo(Demo):
         highs = [w.versus[o].high for o in others] + [0.0]
         pad = 0.05 * (max(highs) - min(lows) or 1.0)
         self.ax.set_xlim(min(lows) - pad, max(highs) + pad)
-        self.ax.set_yticks(range(len(others)), [f"{lead} - {LABELS.get(o, o)}" for o in others], fontsize=8)
+        self.ax.set_yticks(range(len(others)), [f"{lead} - {LABEL.get(o, o)}" for o in others], fontsize=8)
         self.ax.set_xlabel(f"{metric}: difference, 95% paired-bootstrap CI (green: excludes 0)", fontsize=8)
         verdict = f"bold earned by {lead}" if w.best else f"no bold: {lead} leads, but a CI includes 0"
         self.title.set_text(f"first {images} test images: {verdict}")
         return f"{metric} on {images} images: " + ", ".join(
-            f"{LABELS.get(m, m)} {v:.3f}" for m, v in w.scores.items())
+            f"{LABEL.get(m, m)} {v:.3f}" for m, v in w.scores.items())
 
 
 def zoo_statistics(n: int = 200, size: int = 128, seed: int = 2) -> dict:
