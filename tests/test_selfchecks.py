@@ -96,3 +96,25 @@ def test_the_lectures_self_test_question_is_asked():
         pytest.skip("05_fcn, which answers the lecture's question by running the model, does not exist yet")
     asked = [p.name for p in WITH_SELF_TEST if LECTURE_QUESTION.search(self_test(p)[0])]
     assert asked, "no self-test asks whether the architecture changes when the input size changes"
+
+
+def test_check_by_id_looks_the_answer_up_in_the_package(capsys):
+    from course_utils import selfcheck
+
+    @selfcheck.question("99.Q1", "two plus two", hint="count")
+    def _four():
+        return 2 + 2
+
+    assert selfcheck.check("99.Q1", 4) is True
+    assert selfcheck.check("99.Q1", 5) is False
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["[right] 99.Q1 two plus two", "[not yet] 99.Q1 two plus two: got 5. Hint: count"]
+    assert selfcheck.expected("99.Q1") == 4
+
+
+def test_check_by_id_names_the_unknown_question():
+    from course_utils import selfcheck
+    with pytest.raises(ValueError, match="no self-test question '98.Q7'"):
+        selfcheck.check("98.Q7", 1)
+    with pytest.raises(ValueError, match="qid must look like"):
+        selfcheck.question("Q1", "bad id")

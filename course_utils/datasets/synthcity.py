@@ -38,7 +38,7 @@ PALETTE = np.array([(128, 64, 128), (244, 35, 232), (70, 70, 70), (107, 142, 35)
                     (70, 130, 180), (153, 153, 153), (220, 220, 0), (0, 0, 142),
                     (220, 20, 60)], dtype=np.uint8)
 NUM_CLASSES = len(CLASSES)
-IGNORE_INDEX = 255
+from ..labels import IGNORE_INDEX  # noqa: E402  (one definition, re-exported here)
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, POLE, SIGN, CAR, PERSON = range(NUM_CLASSES)
 
 MIN_SIZE = 16    # below this a scene has no room for a horizon, a road and a car
