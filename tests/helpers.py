@@ -20,3 +20,91 @@ def stored_seconds(cells) -> float:
                       for k in ("iopub.execute_input", "shell.execute_reply"))
             total += (t1 - t0).total_seconds()
     return total
+
+
+# -- browser tests (test_browser.py: JupyterLab; test_deck.py: the Voilà deck) --------------
+# Debian's chromium, driven by Playwright's Python package; nothing is downloaded.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+# A digest of the pixels an <img> shows: a new blob URL alone would not prove a new picture.
+IMG_DIGEST_JS = """async (img) => {
+  if (!img.src) return '';
+  const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+  let h = 0;
+  for (let i = 0; i < bytes.length; i++) h = (Math.imul(h, 31) + bytes[i]) | 0;
+  return bytes.length + ':' + h;
+}"""
+
+
+def chromium_path():
+    """Debian's chromium, or None."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def move_one_control(widget) -> str:
+    """Change the first control of a widget view a person can change; return what was done.
+
+    A slider gets a number typed into its readout (then Enter); if the slider snapped that
+    back to its step (e.g. 199 on a slider stepping by 10), one arrow key moves it one step,
+    as the keyboard would.
+    """
+    import time
+
+    import pytest
+
+    for control in widget.locator(".widget-inline-hbox, .widget-hbox > .widget-toggle-buttons,"
+                                  " .widget-checkbox").all():
+        classes = control.get_attribute("class") or ""
+        readout = control.locator(".widget-readout")
+        if "widget-slider" in classes and readout.count():
+            handle = control.locator(".noUi-handle").first
+            low, high = float(handle.get_attribute("aria-valuemin")), float(handle.get_attribute("aria-valuemax"))
+            now = float(handle.get_attribute("aria-valuenow"))
+            integer = all(float(v).is_integer() for v in (low, high, now))
+            new = now + 1 if integer and now + 1 <= high else now - 1 if integer else (now + high) / 2
+            text = str(int(new)) if integer else f"{new:.3g}"
+            readout.first.click()
+            readout.first.press("Control+a")
+            readout.first.type(text)
+            readout.first.press("Enter")
+            label = control.inner_text().splitlines()[0]
+            for _ in range(10):  # the view takes the typed value at once, or not at all
+                if float(handle.get_attribute("aria-valuenow")) != now:
+                    break
+                time.sleep(0.05)
+            else:
+                handle.focus()
+                handle.press("ArrowLeft" if now >= high else "ArrowRight")
+                return f"slider {label!r}: typed {text}, snapped back; pressed an arrow key"
+            return f"slider {label!r}: typed {text} into the readout"
+        select = control.locator("select")
+        if select.count():
+            options = select.first.locator("option").all_inner_texts()
+            current = select.first.evaluate("s => s.selectedIndex")
+            choice = (current + 1) % len(options)
+            select.first.select_option(index=choice)
+            return f"dropdown: picked {options[choice].replace(chr(160), ' ')!r}"
+        box = control.locator("input[type=checkbox]")
+        if box.count():
+            box.first.click()
+            return "checkbox: toggled"
+        buttons = control.locator("button:not(.mod-active)")
+        if buttons.count():
+            buttons.first.click()
+            return f"toggle buttons: pressed {buttons.first.inner_text()!r}"
+    pytest.fail("no control this test knows how to move (slider, dropdown, checkbox, toggle buttons)")

@@ -22,7 +22,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import CHROMIUM_FLAGS
+from helpers import IMG_DIGEST_JS as _IMG_DIGEST_JS
+from helpers import chromium_path as _chromium
+from helpers import free_port as _free_port
+from helpers import move_one_control as _move_one_control
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -41,8 +45,6 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_VIEW = ".jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output:has(> .jupyter-widgets)"
 # A notebook's budget is 3 min under nbval; the browser adds page and widget overhead.
 RUN_TIMEOUT = float(os.environ.get("COURSE_BROWSER_TIMEOUT", "420"))
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # JupyterLab settings for the test's private settings directory: no autosave (the test must
 # never rewrite a committed notebook), every cell in the DOM, no news or update checks.
 LAB_SETTINGS = {
@@ -63,23 +65,9 @@ def _has_widget(path: Path) -> bool:
 WIDGET_NOTEBOOKS = [p for p in NOTEBOOKS if _has_widget(p)]
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
 def _skip(reason: str):
     print(f"\nSKIP browser test: {reason}")
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Lab:
@@ -214,15 +202,6 @@ _STATE_JS = """(path) => {
   return {kernel: w.sessionContext.session.kernel.status, prompts, errors, widgets};
 }""" % (_PANEL_JS, WIDGET_MIME)
 
-# A digest of the pixels an <img> shows: a new blob URL alone would not prove a new picture.
-_IMG_DIGEST_JS = """async (img) => {
-  if (!img.src) return '';
-  const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
-  let h = 0;
-  for (let i = 0; i < bytes.length; i++) h = (Math.imul(h, 31) + bytes[i]) | 0;
-  return bytes.length + ':' + h;
-}"""
-
 
 def _wait_idle(page, rel: str, timeout: float) -> dict:
     """Poll until the kernel is idle and no cell waits ('[*]'), twice in a row."""
@@ -237,42 +216,6 @@ def _wait_idle(page, rel: str, timeout: float) -> dict:
             return state
         time.sleep(0.5)
     pytest.fail(f"{rel}: the kernel was still busy after {timeout:.0f} s (last state {state})")
-
-
-def _move_one_control(widget) -> str:
-    """Change the first control a person can change; return what was done."""
-    for control in widget.locator(".widget-inline-hbox, .widget-hbox > .widget-toggle-buttons,"
-                                  " .widget-checkbox").all():
-        classes = control.get_attribute("class") or ""
-        readout = control.locator(".widget-readout")
-        if "widget-slider" in classes and readout.count():
-            handle = control.locator(".noUi-handle").first
-            low, high = float(handle.get_attribute("aria-valuemin")), float(handle.get_attribute("aria-valuemax"))
-            now = float(handle.get_attribute("aria-valuenow"))
-            integer = all(float(v).is_integer() for v in (low, high, now))
-            new = now + 1 if integer and now + 1 <= high else now - 1 if integer else (now + high) / 2
-            text = str(int(new)) if integer else f"{new:.3g}"
-            readout.first.click()
-            readout.first.press("Control+a")
-            readout.first.type(text)
-            readout.first.press("Enter")
-            return f"slider {control.inner_text().splitlines()[0]!r}: typed {text} into the readout"
-        select = control.locator("select")
-        if select.count():
-            options = select.first.locator("option").all_inner_texts()
-            current = select.first.evaluate("s => s.selectedIndex")
-            choice = (current + 1) % len(options)
-            select.first.select_option(index=choice)
-            return f"dropdown: picked {options[choice].replace(chr(160), ' ')!r}"
-        box = control.locator("input[type=checkbox]")
-        if box.count():
-            box.first.click()
-            return "checkbox: toggled"
-        buttons = control.locator("button:not(.mod-active)")
-        if buttons.count():
-            buttons.first.click()
-            return f"toggle buttons: pressed {buttons.first.inner_text()!r}"
-    pytest.fail("no control this test knows how to move (slider, dropdown, checkbox, toggle buttons)")
 
 
 @pytest.mark.skipif(not WIDGET_NOTEBOOKS, reason="no notebook shows a widget")
