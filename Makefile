@@ -22,7 +22,7 @@ LAB_FLAGS := --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=. \
 	--ServerApp.default_url=/lab/tree/notebooks/00_welcome.ipynb \
 	$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_EXTRA)
 
-.PHONY: lab test refs course student bench install install-test clean
+.PHONY: lab test refs course student bench demos install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+# The demo deck's extra (Voilà); `make demos` installs it on first use.
+$(VENV)/.installed-deck: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[deck]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -55,6 +60,12 @@ course: $(VENV)/.installed-test
 # Student copies: solution cells emptied, outputs cleared (tools/make_student.py).
 student: $(VENV)/.installed-test
 	$(BIN)/python tools/make_student.py --out build/student $(NOTEBOOKS)
+
+# The demo deck for the lecture hall: deck/demos.ipynb in Voilà, code hidden, every demo
+# live; localhost only with a token (tools/deck.py). DECK_EXTRA: more Voilà flags, e.g.
+# DECK_EXTRA="--port=8867 --no-browser".
+demos: $(VENV)/.installed-deck
+	$(BIN)/python tools/deck.py $(DECK_EXTRA)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run.py
