@@ -156,3 +156,87 @@ def test_figures_and_widgets_are_in_the_page(course, path):
     title = build_course.title_and_line(nbformat.read(path, as_version=4))[0]
     shown = re.search(r"<title>(.*?)</title>", html, re.S)
     assert title and shown and unescape(shown.group(1)) == title, f"{path.name}: the page is titled by its heading"
+
+
+# -- math: typeset by the course's own copy of MathJax, with the network refused -----------
+MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$", re.S)
+# MathJax 2 has finished when its queue has run a callback queued after the typesetting.
+_MATHJAX_DONE_JS = """() => {
+  if (!(window.MathJax && MathJax.Hub && MathJax.Hub.Queue)) return false;
+  if (window.__courseTypeset === undefined) {
+    window.__courseTypeset = false;
+    MathJax.Hub.Queue(() => { window.__courseTypeset = true; });
+  }
+  return window.__courseTypeset;
+}"""
+
+
+def _formulas(path: Path) -> list[str]:
+    """The $...$ and $$...$$ spans of a notebook's markdown, code spans and fences removed."""
+    found = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            text = re.sub(r"```.*?```|`[^`\n]*`", "", cell.source, flags=re.S)
+            found += MATH.findall(text)
+    return found
+
+
+@pytest.mark.browser
+def test_formulas_of_notebook_01_are_typeset_offline(course):
+    from helpers import CHROMIUM_FLAGS, chromium_path
+
+    chromium = chromium_path()
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright package is not installed (pip install -e '.[test]')")
+    out, _ = course
+    notebook = ROOT / "notebooks" / "01_upsampling.ipynb"
+    formulas = _formulas(notebook)
+    assert len(formulas) >= 5, f"notebook 01 should have formulas to typeset; found {formulas}"
+    blocked: list[str] = []
+
+    def guard(route):
+        if re.match(r"^(file:|data:|blob:|https?://(127\.0\.0\.1|localhost)[:/])", route.request.url):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    import tempfile
+
+    shots = ROOT / "build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 900})
+        context.route("**/*", guard)
+        try:
+            page = context.new_page()
+            page.goto((out / notebook.with_suffix(".html").name).as_uri())
+            page.wait_for_function(_MATHJAX_DONE_JS, timeout=60_000, polling=200)
+            found = page.evaluate("""() => ({
+                typeset: document.querySelectorAll('[id^="MathJax-Element-"][id$="-Frame"]').length,
+                errors: document.querySelectorAll('.MathJax_Error, merror').length,
+                text: Array.from(document.querySelectorAll('.jp-RenderedMarkdown')).map(e => e.innerText).join('\\n'),
+                warning: (document.getElementById('MathJax_Font_Warning') || {}).innerText || '',
+                font: MathJax.OutputJax['HTML-CSS'] ? MathJax.OutputJax['HTML-CSS'].fontInUse : null,
+                faces: Array.from(document.fonts).filter(f => f.status === 'loaded').map(f => f.family)})""")
+            first = page.locator('[id^="MathJax-Element-"][id$="-Frame"]').first
+            first.scroll_into_view_if_needed()
+            page.screenshot(path=str(shots / "course_math.png"))
+        finally:
+            context.close()
+    assert found["typeset"] >= len(formulas), (
+        f"{len(formulas)} formulas in notebook 01's markdown, {found['typeset']} typeset by MathJax")
+    raw = MATH.findall(found["text"])
+    assert not raw, f"formulas left as TeX source: {raw[:5]}"
+    assert not found["errors"], f"{found['errors']} MathJax errors"
+    assert not found["warning"], f"MathJax font warning: {found['warning']}"
+    # Typeset in the STIX web fonts of the local copy, not in whatever the system falls back to.
+    assert found["font"] == "STIX-Web" and any(f.startswith("STIXMathJax") for f in found["faces"]), (
+        f"MathJax font {found['font']!r}, loaded faces {found['faces']}")
+    assert not blocked, f"the page tried to reach the network: {blocked}"

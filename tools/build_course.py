@@ -7,18 +7,21 @@ usage: python tools/build_course.py [--out build/course] [--no-execute] NOTEBOOK
 Each notebook is executed in a fresh kernel (as in CI; --no-execute uses the stored
 outputs instead) and exported to one HTML page that reads offline: figures and markdown
 images are embedded as data URIs, the CDN scripts of nbconvert's lab template (require.js,
-MathJax, Mermaid, the widget renderer) are left out, and each widget is shown as the
-picture and control values it had when the notebook finished, from the stored widget
-state. Math therefore shows as its TeX source. index.html lists the sequence with one
-line per notebook (its title and first sentence); every page links to the index and to
-its neighbours.
+Mermaid, the widget renderer) are left out, and each widget is shown as the picture and
+control values it had when the notebook finished, from the stored widget state. Math is
+typeset by MathJax 2 from a local copy, ``mathjax/`` next to the pages, taken from the
+jupyter-server-mathjax package (the MathJax that Jupyter servers ship), instead of
+nbconvert's CDN. index.html lists the sequence with one line per notebook (its title and
+first sentence); every page links to the index and to its neighbours.
 """
 from __future__ import annotations
 
 import argparse
 import html
 import re
+import shutil
 import sys
+from importlib import resources
 from pathlib import Path
 
 import nbformat
@@ -32,11 +35,25 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 DEMO_CALL = re.compile(r"\b(\w+_demo)\(")
 
-# nbconvert's lab template minus every block that loads a script from a CDN.
+# MathJax 2 as jupyter-server-mathjax packages it, with the combined configuration it
+# ships (TeX and MathML input, HTML-CSS output; "Safe" as in nbconvert's default URL).
+# The package carries the STIX-Web fonts only (not MathJax's default TeX fonts), so the
+# output is told to use them, as Jupyter Notebook configured it for this package.
+MATHJAX_DIR = "mathjax"
+MATHJAX_URL = f"{MATHJAX_DIR}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+MATHJAX_FONTS = """<script type="text/x-mathjax-config">
+MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web",
+                                 imageFont: null, linebreaks: {automatic: true}}});
+</script>"""
+
+# nbconvert's lab template minus every block that loads a script from a CDN; its MathJax
+# block stays and loads MATHJAX_URL, the local copy.
 COURSE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mathjax -%}{{ super() }}
+""" + MATHJAX_FONTS + """
+{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block extra_css -%}
 <style>
@@ -170,9 +187,20 @@ JupyterLab the demos answer their controls; here they are still pictures.</p>
 """ % "\n".join(items)
 
 
+def copy_mathjax(out: Path) -> Path:
+    """Copy MathJax (from the jupyter-server-mathjax package) to ``out/mathjax``."""
+    source = resources.files("jupyter_server_mathjax") / "static"
+    if not source.joinpath("MathJax.js").is_file():
+        raise FileNotFoundError(f"no MathJax.js in {source}: is jupyter-server-mathjax installed?")
+    target = out / MATHJAX_DIR
+    shutil.copytree(str(source), target, dirs_exist_ok=True)
+    return target
+
+
 def build(notebooks: list[Path], out: Path, run: bool = True) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter(template_name="lab", embed_images=True,
+    copy_mathjax(out)
+    exporter = HTMLExporter(template_name="lab", embed_images=True, mathjax_url=MATHJAX_URL,
                             extra_loaders=[DictLoader({"course.html.j2": COURSE_TEMPLATE})],
                             template_file="course.html.j2")
     loaded = []
