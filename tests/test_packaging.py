@@ -1,4 +1,4 @@
-"""pyproject.toml and environment.yml must list the same dependencies."""
+"""pyproject.toml and environment.yml must list the same dependencies (extras included)."""
 import re
 import tomllib
 from pathlib import Path
@@ -17,7 +17,8 @@ def _parse(requirement: str) -> tuple[str, str]:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pip_deps = project["dependencies"] + project["optional-dependencies"]["test"]
+    # Conda has no extras: environment.yml is the full environment, every extra included.
+    pip_deps = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
     expected = {CONDA_NAMES.get(n, n): spec for n, spec in map(_parse, pip_deps)}
 
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
@@ -28,3 +29,12 @@ def test_environment_yml_matches_pyproject():
     assert python_spec == project["requires-python"]
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert any(line.endswith("-e .") for line in pip_section), "the course itself is installed editable"
+
+
+def test_extras_cover_what_the_make_targets_import():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {n: {_parse(d)[0] for d in deps} for n, deps in extras.items()}
+    makefile = (ROOT / "Makefile").read_text()
+    assert "voila" in names["deck"] and "pip install -e '.[deck]'" in makefile, "make demos installs Voilà"
+    # make course (tools/build_course.py) runs on the test extra and copies its MathJax.
+    assert "jupyter-server-mathjax" in names["test"] and "voila" in names["test"]
