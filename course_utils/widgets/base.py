@@ -90,6 +90,22 @@ class Demo(widgets.VBox):
         self.image.value = render_png(self.figure)
 
 
+def show_array(ax, artist, arr, clim=None) -> None:
+    """Reuse the image ``artist`` of ``ax`` for ``arr`` of any shape.
+
+    New data, extent and axis limits (and colour limits ``(low, high)`` if given): a
+    demo keeps one image per panel whatever size its grids take, instead of a new
+    ``imshow`` per change.
+    """
+    artist.set_data(arr)
+    h, w = arr.shape[:2]
+    artist.set_extent((-0.5, w - 0.5, h - 0.5, -0.5))
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    if clim is not None:
+        artist.set_clim(*clim)
+
+
 # -- walking every combination of a demo's controls (tests and benchmarks) ------------
 def control_positions(control) -> list:
     """The values a control can take, as ``(attribute, value)`` pairs to assign."""

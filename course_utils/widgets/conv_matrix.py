@@ -6,18 +6,13 @@ import numpy as np
 
 from .. import conv_matrix as cm
 from ..plotting import MATRIX_CMAP, symmetric_limit
-from .base import Demo, register
+from .base import Demo, register, show_array
 
 
 def _show(ax, artist, arr, limit=None):
-    """Reuse ``artist`` for ``arr`` of any shape: new data, extent and axis limits."""
-    artist.set_data(arr)
-    h, w = arr.shape
-    artist.set_extent((-0.5, w - 0.5, h - 0.5, -0.5))
-    ax.set_xlim(-0.5, w - 0.5)
-    ax.set_ylim(h - 0.5, -0.5)
+    """``arr`` in ``artist`` on the diverging scale centred on zero (limit: its own max)."""
     limit = symmetric_limit(arr) if limit is None else limit
-    artist.set_clim(-limit, limit)
+    show_array(ax, artist, arr, clim=(-limit, limit))
 
 
 def _slider(cls, **options):

@@ -10,7 +10,7 @@ from matplotlib.collections import LineCollection
 from .. import pooling as pl
 from ..images import block_mean, load_sample_image
 from ..plotting import IMAGE_CMAP, MATRIX_CMAP, format_number
-from .base import Demo, register
+from .base import Demo, register, show_array
 
 LECTURE_X = np.array([[1, 2, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]], dtype=float)
 INPUTS = ("the lecture's 4x4", "random digits 6x6", "image patch 24x24")
@@ -44,16 +44,8 @@ class _Panel:
     def show(self, arr, vmax: float, image: bool, title: str, cell_points: float,
              blank_zeros: bool = False):
         h, w = arr.shape
-        self.image.set_data(arr)
-        self.image.set_extent((-0.5, w - 0.5, h - 0.5, -0.5))
-        self.ax.set_xlim(-0.5, w - 0.5)
-        self.ax.set_ylim(h - 0.5, -0.5)
-        if image:
-            self.image.set_cmap(IMAGE_CMAP)
-            self.image.set_clim(0, 1)
-        else:
-            self.image.set_cmap(MATRIX_CMAP)
-            self.image.set_clim(-vmax, vmax)
+        show_array(self.ax, self.image, arr, clim=(0, 1) if image else (-vmax, vmax))
+        self.image.set_cmap(IMAGE_CMAP if image else MATRIX_CMAP)
         self.ax.set_title(title)
         shown = not image and arr.size <= MAX_NUMBERS
         fontsize = min(10.0, 0.45 * cell_points)

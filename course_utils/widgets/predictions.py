@@ -9,14 +9,14 @@ import ipywidgets as widgets
 import numpy as np
 
 from .._checks import check_int
-from ..plotting import colorize, overlay
+from ..labels import IGNORE_INDEX, as_label_array
+from ..plotting import colorize, overlay, palette_table
 from .base import Demo, register
 
 VIEWS = ("prediction", "overlay", "errors", "ground truth", "image")
 #: colour of a wrongly labelled pixel in the "errors" view (no grey pixel has it)
 ERROR_COLOUR = np.array([1.0, 0.0, 0.0], dtype=np.float32)
 MAX_SCENES = 16
-IGNORE_INDEX = 255
 
 
 def error_mask(labels, preds, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
@@ -53,24 +53,25 @@ def colour_baseline(images, labels, num_classes: int) -> np.ndarray:
     return dist.argmin(1).reshape(labels.shape).astype(np.int64)
 
 
-def _as_numpy(name, x, ndim):
+def _images(x):
     if x is None:
         return None
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     arr = np.asarray(x)
-    if arr.ndim != ndim:
-        shape = "(N, 3, H, W)" if ndim == 4 else "(N, H, W)"
-        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    if arr.ndim != 4:
+        raise ValueError(f"images must have shape (N, 3, H, W), got {arr.shape}")
     return arr
+
+
+def _labels(name, x):
+    return None if x is None else as_label_array(name, x, ndims=(3,))
 
 
 def _legend_html(classes, palette) -> str:
     import html
 
-    from ..plotting import _palette_table
-
-    table, k = _palette_table(palette)
+    table, k = palette_table(palette)
     items = []
     for i, name in enumerate(list(classes)[:k]):
         r, g, b = (int(round(255 * v)) for v in table[i])
@@ -84,7 +85,7 @@ class PredictionBrowser(Demo):
     """Three panels: the image, its ground truth, and the chosen view of the prediction.
 
     ``images`` ``(N, 3, H, W)`` in [0, 1], ``labels`` and ``preds`` ``(N, H, W)``
-    (255 = not scored). The views: the prediction's colours, the prediction over the image
+    (``IGNORE_INDEX`` = not scored). The views: the prediction's colours, the prediction over the image
     (weight ``opacity``), the errors (wrong pixels red on the grey image), the ground
     truth and the bare image. The message line gives the scene's pixel accuracy.
     """
@@ -171,9 +172,8 @@ def prediction_browser(model=None, images=None, labels=None, *, preds=None, num_
     num_scenes = check_int("num_scenes", num_scenes, 1, MAX_SCENES)
     if model is not None and preds is not None:
         raise ValueError("give model or preds, not both")
-    images = _as_numpy("images", images, 4)
-    labels = _as_numpy("labels", labels, 3)
-    preds = _as_numpy("preds", preds, 3)
+    images = _images(images)
+    labels, preds = _labels("labels", labels), _labels("preds", preds)
     if (images is None) != (labels is None):
         raise ValueError("images and labels go together: give both or neither")
     if images is None:

@@ -9,7 +9,7 @@ import numpy as np
 from .. import upsampling as up
 from ..images import block_mean, load_sample_image
 from ..plotting import IMAGE_CMAP, MATRIX_CMAP
-from .base import Demo, register
+from .base import Demo, register, show_array
 
 METHOD_LABELS = {
     "nearest": "nearest",
@@ -95,26 +95,18 @@ class UpsamplingDemo(Demo):
             ax.set_yticks([])
         fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.88, wspace=0.08)
 
-    @staticmethod
-    def _show(ax, artist, arr):
-        artist.set_data(arr)
-        h, w = arr.shape
-        artist.set_extent((-0.5, w - 0.5, h - 0.5, -0.5))
-        ax.set_xlim(-0.5, w - 0.5)
-        ax.set_ylim(h - 0.5, -0.5)
-
     def update(self, factor, method, show_kernel, show_grid):
         low = block_mean(self.original, factor)
         out = np.clip(up.interpolate(low, factor, METHOD_LABELS[method]), 0, 1)
         if show_grid:
             # A zoom, so the inserted zeros are visible as gaps rather than a grey haze.
             zoom = up.zero_insert(low, factor)[48:96, 48:96]
-            self._show(self.axes[0], self.left, zoom)
+            show_array(self.axes[0], self.left, zoom)
             self.axes[0].set_title("zeros inserted (zoom)")
         else:
-            self._show(self.axes[0], self.left, low)
+            show_array(self.axes[0], self.left, low)
             self.axes[0].set_title(f"input {low.shape[0]}x{low.shape[1]}")
-        self._show(self.axes[1], self.middle, out)
+        show_array(self.axes[1], self.middle, out)
         self.axes[1].set_title(f"{method}, x{factor}")
         self.axes[2].set_visible(show_kernel)
         if show_kernel:
@@ -123,7 +115,7 @@ class UpsamplingDemo(Demo):
             else:
                 _, k1 = up.interpolation_kernel_1d(METHOD_LABELS[method], factor)
                 kernel = np.outer(k1, k1)
-            self._show(self.axes[2], self.right, kernel)
+            show_array(self.axes[2], self.right, kernel)
             self.axes[2].set_title(f"kernel {kernel.shape[0]}x{kernel.shape[1]}")
 
 
