@@ -6,7 +6,8 @@ blue negative, white zero), so inserted zeros read as blanks in every notebook.
 from __future__ import annotations
 
 import inspect
-import io
+import struct
+import zlib
 
 import numpy as np
 
@@ -117,16 +118,33 @@ def show_source(obj) -> None:
 def render_png(fig) -> bytes:
     """Render a matplotlib figure to PNG bytes.
 
-    Widgets call this on every control change: the Agg buffer is encoded with light
-    compression, which costs a fraction of ``savefig``'s default.
+    Widgets call this on every control change, so the encoding is the cheapest that
+    still compresses flat figures well: every row stored as its difference from the row
+    above (PNG filter 2, "Up", one NumPy subtraction), then zlib at level 1. That costs
+    about half of PIL's encoder with adaptive filters, for files of the same size.
     """
-    from PIL import Image
-
     fig.canvas.draw()
-    rgba = np.asarray(fig.canvas.buffer_rgba())
-    buf = io.BytesIO()
-    Image.fromarray(rgba[..., :3]).save(buf, format="png", compress_level=1)
-    return buf.getvalue()
+    return encode_png(np.asarray(fig.canvas.buffer_rgba())[..., :3])
+
+
+def encode_png(rgb) -> bytes:
+    """An 8-bit RGB array ``(H, W, 3)`` as PNG bytes (see :func:`render_png`)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
+        raise ValueError(f"rgb must be a non-empty uint8 (H, W, 3) array, got {rgb.dtype} {rgb.shape}")
+    h, w, _ = rgb.shape
+    rows = rgb.reshape(h, 3 * w)
+    filtered = np.empty((h, 3 * w + 1), dtype=np.uint8)
+    filtered[:, 0] = 2                                   # filter type of each row: Up
+    filtered[0, 1:] = rows[0]                            # the row above the first is zeros
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])   # uint8: wraps modulo 256, as PNG wants
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)    # 8 bits, truecolour, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(filtered.tobytes(), 1)) + chunk(b"IEND", b""))
 
 
 # -- segmentation labels --------------------------------------------------------------------

@@ -31,6 +31,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ._checks import as_array, check_hw, check_int
 
+# The lecture's worked example (slides "Max Pooling" and "Max Unpooling"): the 4x4 input
+# pooled 2x2 with stride 2, the 2x2 map the "rest of the network" returns, and the 4x4
+# that max unpooling makes of it with the pooling's switches. Typed from the slides.
+LECTURE_X = np.array([[1, 2, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]], dtype=float)
+LECTURE_DECODED = np.array([[1, 2], [3, 4]], dtype=float)
+LECTURE_UNPOOLED = np.array([[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]], dtype=float)
+
 
 def _plane(name: str, x) -> np.ndarray:
     x = as_array(name, x, ndims=(2,))

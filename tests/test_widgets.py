@@ -3,10 +3,13 @@
 Setting a control's value fires the observers exactly as a slider move in the browser
 does; the demo must then show a picture or a sentence, never raise.
 """
+import io
+
 import pytest
+from PIL import Image
 
 from course_utils.widgets import DEMOS, Demo
-from course_utils.widgets.base import sweep
+from course_utils.widgets.base import CSS_DPI, PIXEL_DENSITY, clipped_texts, sweep
 
 
 @pytest.mark.parametrize("name", sorted(DEMOS))
@@ -20,10 +23,25 @@ def test_every_combination_renders(name):
     for values, _ in sweep(demo):
         changes += 1
         assert demo.error is None, f"{name} with {values} raised {demo.error!r}"
+        assert not clipped_texts(demo.figure), f"{name} with {values}: clipped {clipped_texts(demo.figure)}"
         pictures.add(bytes(demo.image.value))
     assert changes > 0
     # Moving the controls must change what the class sees.
     assert len(pictures) > 1
+
+
+@pytest.mark.parametrize("name", sorted(DEMOS))
+def test_every_demo_opens_on_a_valid_sharp_picture(name):
+    demo = DEMOS[name]()
+    # A stored notebook shows the opening picture: a valid state, never an error sentence.
+    assert demo.error is None and 'color:#b00' not in demo.message.value
+    assert not demo._veil.get_visible()
+    assert not clipped_texts(demo.figure), clipped_texts(demo.figure)
+    # Rendered at twice the pixels, displayed at the 72-dpi size.
+    width_in, height_in = demo.figure.get_size_inches()
+    picture = Image.open(io.BytesIO(demo.image.value))
+    assert picture.size == (round(width_in * CSS_DPI * PIXEL_DENSITY), round(height_in * CSS_DPI * PIXEL_DENSITY))
+    assert demo.image.width == str(round(width_in * CSS_DPI))
 
 
 def test_invalid_combination_shows_a_sentence_not_a_traceback():

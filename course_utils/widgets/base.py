@@ -5,6 +5,10 @@ updates them in ``update`` (``set_data``, ``set_text``): building a new figure p
 change costs about four times as much. ``update`` raises ``ValueError`` for an invalid
 combination of controls; the widget then shows that sentence over the last picture
 instead of a traceback.
+
+Pictures are rendered at :data:`PIXEL_DENSITY` times 72 dpi and displayed at the 72-dpi
+size, so they stay sharp on high-density screens and projectors; the widget still
+occupies ``figsize * 72`` CSS pixels.
 """
 from __future__ import annotations
 
@@ -14,10 +18,16 @@ import time
 from typing import Callable, Iterator
 
 import ipywidgets as widgets
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..plotting import render_png
+
+#: rendered pixels per displayed (CSS) pixel: 2 is what high-density screens have
+PIXEL_DENSITY = 2
+#: the size a figure inch takes on the page, in CSS pixels
+CSS_DPI = 72
 
 #: name -> zero-argument builder, filled by :func:`register`; the widget sweep test and
 #: ``make bench`` walk it, so a new demo is tested and timed as soon as it is registered.
@@ -34,11 +44,13 @@ def register(name: str):
 class Demo(widgets.VBox):
     """Controls on top, a message line, and the figure rendered to an image below."""
 
-    def __init__(self, controls: dict[str, widgets.ValueWidget], figsize=(6.0, 3.0), dpi: int = 72):
+    def __init__(self, controls: dict[str, widgets.ValueWidget], figsize=(6.0, 3.0)):
         self.controls = controls
-        self.figure = Figure(figsize=figsize, dpi=dpi)
+        self.figure = Figure(figsize=figsize, dpi=CSS_DPI * PIXEL_DENSITY)
         FigureCanvasAgg(self.figure)
-        self.image = widgets.Image(format="png")
+        # The img element's width attribute is in CSS pixels: the browser shows the
+        # PIXEL_DENSITY-times larger PNG at the 72-dpi size, using every device pixel.
+        self.image = widgets.Image(format="png", width=str(round(figsize[0] * CSS_DPI)))
         self.message = widgets.HTML()
         #: the last unexpected exception (not a ValueError); tests assert it stays None.
         self.error: Exception | None = None
@@ -88,6 +100,63 @@ class Demo(widgets.VBox):
         self._veil.set_text(sentence)
         self._veil.set_visible(True)
         self.image.value = render_png(self.figure)
+
+
+class ValueBar:
+    """A colour bar for ``cmap`` on a small axes at ``rect``: one image and three texts.
+
+    A matplotlib colorbar lays out ticks on every redraw, which costs more than the panel
+    it explains; this bar only relabels its two ends (``set_limits``).
+    """
+
+    def __init__(self, fig, rect, cmap, label: str = "", fontsize: float = 8):
+        self.ax = ax = fig.add_axes(rect)
+        ax.imshow(np.linspace(0.0, 1.0, 256)[None, :], cmap=cmap, aspect="auto", extent=(0, 1, 0, 1),
+                  interpolation="bilinear")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        kw = dict(transform=ax.transAxes, va="center", fontsize=fontsize)
+        self.low = ax.text(-0.03, 0.5, "", ha="right", **kw)
+        self.high = ax.text(1.03, 0.5, "", ha="left", **kw)
+        self.label = ax.text(0.5, -0.25, label, ha="center", va="top", transform=ax.transAxes,
+                             fontsize=fontsize)
+
+    def set_limits(self, low: str, high: str, label: str | None = None) -> None:
+        self.low.set_text(low)
+        self.high.set_text(high)
+        if label is not None:
+            self.label.set_text(label)
+
+    def set_visible(self, visible: bool) -> None:
+        self.ax.set_visible(visible)
+
+
+def clipped_texts(fig) -> list[str]:
+    """The visible texts of ``fig`` (titles, labels, figure texts) cut by its edges, or
+    overlapping another title: what a class would see clipped. Call after a render."""
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+    texts = list(fig.texts)
+    titles = []
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        if ax.title.get_visible() and ax.title.get_text():
+            titles.append(ax.title)
+        texts += [ax.title, *ax.texts, ax.xaxis.label, ax.yaxis.label]
+    bad = []
+    for t in texts:
+        if not (t.get_visible() and t.get_text() and (t.axes is None or t.axes.get_visible())):
+            continue
+        box = t.get_window_extent(renderer)
+        if box.x0 < -1 or box.y0 < -1 or box.x1 > width + 1 or box.y1 > height + 1:
+            bad.append(t.get_text())
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in titles]
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            if box_a.overlaps(box_b):
+                bad.append(f"{a!r} overlaps {b!r}")
+    return bad
 
 
 def show_array(ax, artist, arr, clim=None) -> None:

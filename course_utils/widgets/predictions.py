@@ -68,17 +68,33 @@ def _labels(name, x):
     return None if x is None else as_label_array(name, x, ndims=(3,))
 
 
-def _legend_html(classes, palette) -> str:
-    import html
+def legend_strip(classes, palette, width: float, dpi: float, fontsize: float = 8) -> np.ndarray:
+    """The class legend rendered once to an RGBA array ``width`` inches wide.
+
+    Shown with ``figimage`` it costs the figure one image per redraw; a live matplotlib
+    legend (a text and a patch per class, laid out every time) doubled the render time.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     table, k = palette_table(palette)
-    items = []
-    for i, name in enumerate(list(classes)[:k]):
-        r, g, b = (int(round(255 * v)) for v in table[i])
-        items.append(f'<span style="white-space:nowrap;margin-right:10px"><span style="display:inline-block;'
-                     f'width:11px;height:11px;background:rgb({r},{g},{b});margin-right:3px"></span>'
-                     f'{html.escape(str(name))}</span>')
-    return '<div style="font-size:80%">' + " ".join(items) + "</div>"
+    names = list(classes)[:k]
+    ncol = 5 if len(names) <= 10 else 7
+    strip = Figure(figsize=(width, legend_height(len(names), fontsize)), dpi=dpi)
+    FigureCanvasAgg(strip)
+    strip.legend(handles=[Patch(facecolor=table[i], edgecolor="0.4", linewidth=0.5, label=str(n))
+                          for i, n in enumerate(names)],
+                 loc="center", ncol=min(ncol, len(names)), fontsize=fontsize, frameon=False,
+                 handlelength=1.2, columnspacing=1.2, borderaxespad=0.0)
+    strip.canvas.draw()
+    return np.asarray(strip.canvas.buffer_rgba()).copy()
+
+
+def legend_height(num_classes: int, fontsize: float = 8) -> float:
+    """Inches a :func:`legend_strip` of ``num_classes`` needs."""
+    rows = -(-num_classes // (5 if num_classes <= 10 else 7))
+    return (rows * 1.6 + 0.8) * fontsize / 72
 
 
 class PredictionBrowser(Demo):
@@ -103,12 +119,9 @@ class PredictionBrowser(Demo):
             "view": widgets.Dropdown(options=VIEWS, value="overlay", description="view"),
             "opacity": widgets.FloatSlider(value=0.5, min=0.2, max=1.0, step=0.2, description="opacity"),
         }
-        super().__init__(controls, figsize=(8.4, 3.0))
-        if classes is not None:
-            # The legend is HTML under the picture: drawn once by the browser, it costs the
-            # figure nothing per control change (a matplotlib legend doubled the render time).
-            self.legend = widgets.HTML(_legend_html(classes, palette))
-            self.children = (*self.children, self.legend)
+        #: inches at the bottom of the figure for the class legend shared by all panels
+        self.legend_inches = legend_height(len(classes)) if classes is not None else 0.0
+        super().__init__(controls, figsize=(8.4, 3.0 + self.legend_inches))
 
     def build(self, fig):
         self.axes = fig.subplots(1, 3)
@@ -120,7 +133,14 @@ class PredictionBrowser(Demo):
             ax.set_title(name)
         if self.title:
             fig.suptitle(self.title)
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.84 if self.title else 0.9, wspace=0.05)
+        height = fig.get_figheight()
+        bottom = (self.legend_inches + 0.06) / height
+        top = 1.0 - (0.48 if self.title else 0.3) / height
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=bottom, top=top, wspace=0.05)
+        if self.classes is not None:
+            # One legend for every segmentation panel: they all use the same palette.
+            strip = legend_strip(self.classes, self.palette, fig.get_figwidth(), fig.dpi)
+            fig.figimage(strip, xo=0, yo=0, origin="upper")
         #: the RGB array shown in the third panel (tests read it)
         self.shown = blank
 
@@ -144,7 +164,7 @@ class PredictionBrowser(Demo):
         self.artists[0].set_data(self.images[scene])
         self.artists[1].set_data(self.label_rgb[scene])
         self.artists[2].set_data(self.shown)
-        self.axes[2].set_title(view)
+        self.axes[2].set_title("errors (red: wrong)" if view == "errors" else view)
         scored = self.labels[scene] != IGNORE_INDEX
         wrong = int(error_mask(self.labels[scene], self.preds[scene]).sum())
         total = int(scored.sum())

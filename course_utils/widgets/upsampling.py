@@ -9,7 +9,7 @@ import numpy as np
 from .. import upsampling as up
 from ..images import block_mean, load_sample_image
 from ..plotting import IMAGE_CMAP, MATRIX_CMAP
-from .base import Demo, register, show_array
+from .base import Demo, ValueBar, register, show_array
 
 METHOD_LABELS = {
     "nearest": "nearest",
@@ -81,7 +81,7 @@ class UpsamplingDemo(Demo):
             "show_kernel": widgets.Checkbox(value=True, description="show kernel"),
             "show_grid": widgets.Checkbox(value=False, description="zero-inserted grid"),
         }
-        super().__init__(controls, figsize=(8.4, 3.0))
+        super().__init__(controls, figsize=(8.4, 3.35))
 
     def build(self, fig):
         self.axes = fig.subplots(1, 3)
@@ -93,7 +93,13 @@ class UpsamplingDemo(Demo):
         for ax in self.axes:
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.88, wspace=0.08)
+        height = fig.get_figheight()
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.42 / height, top=1 - 0.36 / height, wspace=0.08)
+        x0, _, w, _ = self.axes[2].get_position().bounds
+        # The kernel's colours are weights on the fixed scale [-1, 1] (bicubic dips below 0).
+        self.kernel_bar = ValueBar(fig, (x0 + 0.25 * w, 0.2 / height, 0.5 * w, 0.09 / height), MATRIX_CMAP,
+                                   "kernel weight")
+        self.kernel_bar.set_limits("-1", "1")
 
     def update(self, factor, method, show_kernel, show_grid):
         low = block_mean(self.original, factor)
@@ -109,6 +115,7 @@ class UpsamplingDemo(Demo):
         show_array(self.axes[1], self.middle, out)
         self.axes[1].set_title(f"{method}, x{factor}")
         self.axes[2].set_visible(show_kernel)
+        self.kernel_bar.set_visible(show_kernel)
         if show_kernel:
             if METHOD_LABELS[method] == "zero_insert":
                 kernel = up.bilinear_kernel(factor)
