@@ -283,7 +283,7 @@ def class_legend(ax_or_fig, classes=None, palette=None, fontsize: float = 8, nco
     fig.set_figheight(old + strip)
     # Growing the figure would stretch the panels: put each back at its old size in inches.
     for ax in fig.axes:
-        x, y, w, h = ax.get_position().bounds
+        x, y, w, h = ax.get_position(original=True).bounds
         ax.set_position((x, (y * old + strip) / (old + strip), w, h * old / (old + strip)))
     for text in fig.texts:                                     # e.g. a suptitle keeps its place
         tx, ty = text.get_position()

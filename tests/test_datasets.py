@@ -503,3 +503,40 @@ def test_show_segmentation_grid():
     plt.close(fig)
     with pytest.raises(ValueError, match="same length"):
         show_segmentation(images, labels[:1])
+
+
+def test_class_legend_one_strip_under_the_panels_that_keep_their_size():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_utils.plotting import class_legend
+
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+    for ax in axes:
+        ax.imshow(colorize(np.arange(9).reshape(3, 3)))
+        ax.set_title("labels")
+    fig.tight_layout()
+    fig.canvas.draw()
+    before = [ax.get_window_extent().size.copy() for ax in axes]
+    legend = class_legend(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert [t.get_text() for t in legend.get_texts()] == list(ds.CLASSES)
+    assert fig.get_figheight() > 3 and len(fig.legends) == 1
+    for ax, size in zip(axes, before):
+        np.testing.assert_allclose(ax.get_window_extent().size, size, atol=1.0)
+        assert legend.get_window_extent(renderer).y1 <= ax.get_window_extent().y0 + 1
+    box = legend.get_window_extent(renderer)
+    assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width
+    # Patches carry the palette's colours, in class order.
+    colours = [tuple(np.round(np.array(h.get_facecolor()[:3]) * 255).astype(int)) for h in legend.legend_handles]
+    assert colours == [tuple(c) for c in ds.PALETTE.tolist()]
+    single = class_legend(axes[0], ["a", "b"], [(0, 0, 0), (255, 255, 255)])
+    assert [t.get_text() for t in single.get_texts()] == ["a", "b"]
+    with pytest.raises(ValueError, match="classes must be given"):
+        class_legend(fig, palette=[(0, 0, 0)])
+    with pytest.raises(ValueError, match="3 names but the palette only 2"):
+        class_legend(fig, ["a", "b", "c"], [(0, 0, 0), (1, 1, 1)])
+    plt.close(fig)

@@ -294,7 +294,7 @@ def test_unpooling_demo_digits_are_legible_at_every_setting():
     demo = unpooling_demo()
     renderer = demo.figure.canvas.get_renderer()
     for values, _ in sweep(demo):
-        if demo.error is not None or demo._veil.get_visible():
+        if demo.error is not None or demo.veil.get_visible():
             continue
         for panel in demo.panels:
             shown = [t for t in panel.texts if t.get_visible()]

@@ -19,8 +19,9 @@ from typing import Callable, Iterator
 
 import ipywidgets as widgets
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.figure import Figure
+from matplotlib.ft2font import RenderMode
 
 from ..plotting import render_png
 
@@ -41,13 +42,89 @@ def register(name: str):
     return decorate
 
 
+class _CachedTextRenderer(RendererAgg):
+    """Agg, except that each string is rasterised once and then only stamped.
+
+    Matplotlib 3.11's Agg renders text glyph by glyph through FreeType on every draw: at
+    2x pixel density the titles and digits of a demo cost more than its images. A demo
+    shows the same few strings again and again (digits, titles), so their bitmaps are
+    kept, keyed by string, font and dpi; positions are rounded to whole pixels (glyphs
+    within a string keep their subpixel layout). Rotated text and mathtext take the
+    normal path.
+    """
+
+    def __init__(self, width, height, dpi, cache: dict):
+        super().__init__(width, height, dpi)
+        self._bitmaps = cache
+
+    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if ismath or angle % 360 or not gc.get_antialiased() or mtext is None:
+            return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
+        key = (s, hash(prop), self.dpi)
+        entry = self._bitmaps.get(key)
+        if entry is None:
+            if len(self._bitmaps) > 4096:      # a bound, in case strings never repeat
+                self._bitmaps.clear()
+            entry = self._bitmaps[key] = self._rasterise(s, prop, mtext)
+        if entry is not None:
+            bitmap, left, top = entry
+            # draw_text_image takes the bitmap's left and its bottom edge, y downwards.
+            self._renderer.draw_text_image(bitmap, round(x) + left,
+                                           round(y) - top + bitmap.shape[0], 0, gc)
+
+    def _rasterise(self, s, prop, mtext):
+        """``s`` at the origin as one alpha bitmap, with its left and top offsets (y up)."""
+        font = self._prepare_font(prop)
+        items = font._layout(s, flags=get_hinting_flag(), features=mtext.get_fontfeatures(),
+                             language=mtext.get_language())
+        size = prop.get_size_in_points()
+        pieces = []
+        for item in items:
+            glyph_font = item.ft_object
+            glyph_font.set_size(size, self.dpi)
+            glyph_font._set_transform([[0x10000, 0], [0, 0x10000]],
+                                      [round(0x40 * item.x), round(0x40 * item.y)])
+            bitmap = glyph_font._render_glyph(item.glyph_index, get_hinting_flag(), RenderMode.NORMAL)
+            buffer = np.array(bitmap.buffer, copy=True)
+            if buffer.size:
+                pieces.append((buffer, bitmap.left, bitmap.top))
+        if not pieces:
+            return None
+        left = min(p[1] for p in pieces)
+        top = max(p[2] for p in pieces)
+        right = max(p[1] + p[0].shape[1] for p in pieces)
+        bottom = min(p[2] - p[0].shape[0] for p in pieces)
+        out = np.zeros((top - bottom, right - left), dtype=np.uint8)
+        for buffer, gl, gt in pieces:
+            view = out[top - gt: top - gt + buffer.shape[0], gl - left: gl - left + buffer.shape[1]]
+            np.maximum(view, buffer, out=view)
+        return out, left, top
+
+
+class _DemoCanvas(FigureCanvasAgg):
+    """The Agg canvas with :class:`_CachedTextRenderer`; the cache lives as long as the demo."""
+
+    def __init__(self, figure):
+        super().__init__(figure)
+        self._bitmaps: dict = {}
+
+    def get_renderer(self):
+        # As FigureCanvasAgg.get_renderer, with the caching renderer.
+        w, h = self.get_width_height(physical=True)
+        key = (w, h, self.figure.dpi)
+        if self._lastKey != key:
+            self.renderer = _CachedTextRenderer(w, h, self.figure.dpi, self._bitmaps)
+            self._lastKey = key
+        return self.renderer
+
+
 class Demo(widgets.VBox):
     """Controls on top, a message line, and the figure rendered to an image below."""
 
     def __init__(self, controls: dict[str, widgets.ValueWidget], figsize=(6.0, 3.0)):
         self.controls = controls
         self.figure = Figure(figsize=figsize, dpi=CSS_DPI * PIXEL_DENSITY)
-        FigureCanvasAgg(self.figure)
+        _DemoCanvas(self.figure)
         # The img element's width attribute is in CSS pixels: the browser shows the
         # PIXEL_DENSITY-times larger PNG at the 72-dpi size, using every device pixel.
         self.image = widgets.Image(format="png", width=str(round(figsize[0] * CSS_DPI)))
@@ -56,9 +133,9 @@ class Demo(widgets.VBox):
         self.error: Exception | None = None
         box = widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap"))
         super().__init__([box, self.message, self.image])
-        self._veil = None
+        self.veil = None
         self.build(self.figure)
-        self._veil = self.figure.text(
+        self.veil = self.figure.text(
             0.5, 0.5, "", ha="center", va="center", fontsize=12, wrap=True, visible=False,
             bbox=dict(boxstyle="round", facecolor="white", alpha=0.9, edgecolor="0.6"))
         for control in controls.values():
@@ -91,14 +168,14 @@ class Demo(widgets.VBox):
             self._show_problem(f"This demo hit an internal error ({type(exc).__name__}: {exc}).")
             return
         self.error = None
-        self._veil.set_visible(False)
+        self.veil.set_visible(False)
         self.message.value = html.escape(note) if note else ""
         self.image.value = render_png(self.figure)
 
     def _show_problem(self, sentence: str) -> None:
         self.message.value = f'<span style="color:#b00">{html.escape(sentence)}</span>'
-        self._veil.set_text(sentence)
-        self._veil.set_visible(True)
+        self.veil.set_text(sentence)
+        self.veil.set_visible(True)
         self.image.value = render_png(self.figure)
 
 

@@ -40,6 +40,7 @@ class SignalDemo(Demo):
         ax.set_ylim(-1.6, 1.6)
         ax.legend(loc="upper right", fontsize=8)
         self.ax = ax
+        ax.set_title("samples")               # a stand-in, so the layout leaves room for the title
         fig.tight_layout()
 
     @staticmethod
