@@ -23,6 +23,32 @@ def check_int(name: str, value, minimum: int | None = None, maximum: int | None 
     return value
 
 
+def check_hw(name: str, value, minimum: int | None = None,
+             maximum: int | None = None) -> tuple[int, int]:
+    """``value`` (an int, or a ``(height, width)`` pair of ints, PyTorch style) as ``(h, w)``.
+
+    The one parser of sizes, crops, kernel sizes, strides...: each number must lie in
+    ``[minimum, maximum]``; anything else is a ValueError naming ``name``.
+    """
+    if isinstance(value, (tuple, list)) or (isinstance(value, np.ndarray) and value.ndim == 1):
+        if len(value) == 2 and all(_is_int(v) for v in value):
+            h, w = int(value[0]), int(value[1])
+            if _inside(h, minimum, maximum) and _inside(w, minimum, maximum):
+                return h, w
+    elif _is_int(value) and _inside(int(value), minimum, maximum):
+        return int(value), int(value)
+    allowed = " ".join(("an integer", _range_text(minimum, maximum))).rstrip()
+    raise ValueError(f"{name} must be {allowed} or a pair (height, width) of them, got {value!r}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _inside(value: int, minimum, maximum) -> bool:
+    return (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+
+
 def check_choice(name: str, value, allowed) -> str:
     if value not in allowed:
         options = ", ".join(repr(a) for a in allowed)

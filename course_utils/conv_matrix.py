@@ -25,28 +25,18 @@ from collections import namedtuple
 import numpy as np
 import scipy.sparse
 
-from ._checks import as_array, check_int
+from ._checks import as_array, check_hw, check_int
 
 AXES = ("height", "width")
 
 
 # -- parameters ------------------------------------------------------------------------
-def _pair(name: str, value, minimum: int | None = None) -> tuple[int, int]:
-    """``value`` (an int or a pair of ints) as a checked ``(height, width)`` pair."""
-    if isinstance(value, (tuple, list, np.ndarray)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an integer or a (height, width) pair, got {value!r}")
-        return tuple(check_int(name, v, minimum) for v in value)
-    v = check_int(name, value, minimum)
-    return (v, v)
-
-
 def _is_pair(value) -> bool:
     return isinstance(value, (tuple, list, np.ndarray))
 
 
 def _check_output_padding(output_padding, stride, dilation) -> tuple[int, int]:
-    op = _pair("output_padding", output_padding, 0)
+    op = check_hw("output_padding", output_padding, 0)
     for axis, o, s, d in zip(AXES, op, stride, dilation):
         # PyTorch's rule (per axis): anything larger than this would add rows that no
         # input pixel can reach, so the size would not be "ambiguous" any more, just wrong.
@@ -78,8 +68,9 @@ def conv_output_size(n, kernel_size, stride=1, padding=0, dilation=1):
     are ints, else a pair.
     """
     pairs = any(_is_pair(v) for v in (n, kernel_size, stride, padding, dilation))
-    n2, k2 = _pair("n", n, 1), _pair("kernel_size", kernel_size, 1)
-    s2, p2, d2 = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1)
+    n2, k2 = check_hw("n", n, 1), check_hw("kernel_size", kernel_size, 1)
+    s2, p2 = check_hw("stride", stride, 1), check_hw("padding", padding, 0)
+    d2 = check_hw("dilation", dilation, 1)
     sizes = [_out_1d(*args, axis=ax if pairs else None) for *args, ax in zip(n2, k2, s2, p2, d2, AXES)]
     return _unpack(sizes, pairs)
 
@@ -94,8 +85,9 @@ def conv_transpose_output_size(n, kernel_size, stride=1, padding=0, output_paddi
     which is never what a student meant).
     """
     pairs = any(_is_pair(v) for v in (n, kernel_size, stride, padding, output_padding, dilation))
-    n2, k2 = _pair("n", n, 1), _pair("kernel_size", kernel_size, 1)
-    s2, p2, d2 = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1)
+    n2, k2 = check_hw("n", n, 1), check_hw("kernel_size", kernel_size, 1)
+    s2, p2 = check_hw("stride", stride, 1), check_hw("padding", padding, 0)
+    d2 = check_hw("dilation", dilation, 1)
     op2 = _check_output_padding(output_padding, s2, d2)
     sizes = []
     for ni, k, s, p, o, d, axis in zip(n2, k2, s2, p2, op2, d2, AXES):
@@ -115,8 +107,9 @@ def matching_output_padding(input_size, kernel_size, stride=1, padding=0, dilati
     Always ``< stride``, so PyTorch accepts it.
     """
     pairs = any(_is_pair(v) for v in (input_size, kernel_size, stride, padding, dilation))
-    n2, k2 = _pair("input_size", input_size, 1), _pair("kernel_size", kernel_size, 1)
-    s2, p2, d2 = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1)
+    n2, k2 = check_hw("input_size", input_size, 1), check_hw("kernel_size", kernel_size, 1)
+    s2, p2 = check_hw("stride", stride, 1), check_hw("padding", padding, 0)
+    d2 = check_hw("dilation", dilation, 1)
     out = []
     for n, k, s, p, d, axis in zip(n2, k2, s2, p2, d2, AXES):
         _out_1d(n, k, s, p, d, axis if pairs else None)
@@ -169,9 +162,9 @@ def conv2d_matrix(kernel, input_shape, stride=1, padding=0, dilation=1, sparse=F
     (a 256x256 input gives a 65536-square C with 9 non-zeros per row: dense would be 32 GB).
     """
     k = _kernel(kernel)
-    shape = _pair("input_shape", input_shape, 1)
-    stride, padding = _pair("stride", stride, 1), _pair("padding", padding, 0)
-    dilation = _pair("dilation", dilation, 1)
+    shape = check_hw("input_shape", input_shape, 1)
+    stride, padding = check_hw("stride", stride, 1), check_hw("padding", padding, 0)
+    dilation = check_hw("dilation", dilation, 1)
     (rows, cols, vals), cshape, _ = _triplets(k, shape, stride, padding, dilation)
     if sparse:
         # The triplets come out row by row with columns ascending (taps in raster order),
@@ -186,8 +179,9 @@ def conv2d_matrix(kernel, input_shape, stride=1, padding=0, dilation=1, sparse=F
 def conv2d_output_shape(kernel, input_shape, stride=1, padding=0, dilation=1) -> tuple[int, int]:
     """``(oh, ow)``: how to reshape ``C @ x.ravel()`` back into an image."""
     kh, kw = _kernel(kernel).shape
-    return conv_output_size(_pair("input_shape", input_shape, 1), (kh, kw), _pair("stride", stride, 1),
-                            _pair("padding", padding, 0), _pair("dilation", dilation, 1))
+    return conv_output_size(check_hw("input_shape", input_shape, 1), (kh, kw),
+                            check_hw("stride", stride, 1), check_hw("padding", padding, 0),
+                            check_hw("dilation", dilation, 1))
 
 
 # -- overlap counts --------------------------------------------------------------------
@@ -214,9 +208,9 @@ def overlap_count(kernel_size, stride, input_size=6, padding=0, dilation=1, outp
     ndim = check_int("ndim", ndim, 1, 2)
     if ndim == 1 and any(_is_pair(v) for v in args):
         raise ValueError("ndim must be 2 when an argument is a (height, width) pair, got 1")
-    k2, s2 = _pair("kernel_size", kernel_size, 1), _pair("stride", stride, 1)
-    n2, p2 = _pair("input_size", input_size, 1), _pair("padding", padding, 0)
-    d2 = _pair("dilation", dilation, 1)
+    k2, s2 = check_hw("kernel_size", kernel_size, 1), check_hw("stride", stride, 1)
+    n2, p2 = check_hw("input_size", input_size, 1), check_hw("padding", padding, 0)
+    d2 = check_hw("dilation", dilation, 1)
     op2 = _check_output_padding(output_padding, s2, d2)
     counts = [_overlap_1d(n, k, s, p, d, o) for n, k, s, p, d, o in zip(n2, k2, s2, p2, d2, op2)]
     return counts[0] if ndim == 1 else np.outer(counts[0], counts[1])
@@ -275,8 +269,8 @@ def conv_transpose_zero_insert(y, kernel, stride=1, padding=0, output_padding=0,
     """
     y = as_array("y", y, ndims=(2,))
     k = _kernel(kernel)
-    stride, padding = _pair("stride", stride, 1), _pair("padding", padding, 0)
-    dilation = _pair("dilation", dilation, 1)
+    stride, padding = check_hw("stride", stride, 1), check_hw("padding", padding, 0)
+    dilation = check_hw("dilation", dilation, 1)
     op = _check_output_padding(output_padding, stride, dilation)
     conv_transpose_output_size(y.shape, k.shape, stride, padding, op, dilation)  # size checks
     inserted = np.zeros(((y.shape[0] - 1) * stride[0] + 1, (y.shape[1] - 1) * stride[1] + 1),

@@ -6,6 +6,37 @@ Everything in the package that means "void" uses this name, never the literal.
 """
 from __future__ import annotations
 
-__all__ = ["IGNORE_INDEX"]
+import numpy as np
+
+__all__ = ["IGNORE_INDEX", "as_label_array"]
 
 IGNORE_INDEX = 255
+
+_SHAPES = {2: "(H, W)", 3: "(N, H, W)"}
+
+
+def as_label_array(name: str, x, ndims=(2, 3), num_classes: int | None = None,
+                   ignore_index: int | None = IGNORE_INDEX) -> np.ndarray:
+    """Label map(s) (NumPy array, torch tensor or nested list) as an integer NumPy array.
+
+    ``ndims`` lists the accepted numbers of dimensions (None: any). With ``num_classes``, every value
+    must be a class id in ``[0, num_classes)`` or ``ignore_index``. The dtype is kept
+    (no copy for an integer array); a float or bool array is refused, because a
+    probability map or a mask passed by mistake would otherwise be read as class ids.
+    """
+    if hasattr(x, "detach"):  # a torch tensor, possibly on a GPU
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integer class ids, got dtype {arr.dtype}")
+    if ndims is not None and arr.ndim not in ndims:
+        shapes = " or ".join(_SHAPES.get(n, f"{n}-D") for n in ndims)
+        raise ValueError(f"{name} must have shape {shapes}, got {arr.shape}")
+    if num_classes is not None and arr.size:
+        bad = (arr < 0) | (arr >= num_classes)
+        if ignore_index is not None:
+            bad &= arr != ignore_index
+        if bad.any():
+            void = f" or {ignore_index} (ignored)" if ignore_index is not None else ""
+            raise ValueError(f"{name} must be in [0, {num_classes - 1}]{void}, found {int(arr[bad][0])}")
+    return arr

@@ -29,17 +29,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._checks import as_array, check_int
+from ._checks import as_array, check_hw, check_int
 
-
-def _pair(name: str, value) -> tuple[int, int]:
-    """An int or a pair of ints (PyTorch style), each >= 1, as ``(rows, cols)``."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an integer >= 1 or a pair of them, got {value!r}")
-        return check_int(name, value[0], 1), check_int(name, value[1], 1)
-    v = check_int(name, value, 1)
-    return v, v
+# The lecture's worked example (slides "Max Pooling" and "Max Unpooling"): the 4x4 input
+# pooled 2x2 with stride 2, the 2x2 map the "rest of the network" returns, and the 4x4
+# that max unpooling makes of it with the pooling's switches. Typed from the slides.
+LECTURE_X = np.array([[1, 2, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]], dtype=float)
+LECTURE_DECODED = np.array([[1, 2], [3, 4]], dtype=float)
+LECTURE_UNPOOLED = np.array([[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]], dtype=float)
 
 
 def _plane(name: str, x) -> np.ndarray:
@@ -53,9 +50,9 @@ def _plane(name: str, x) -> np.ndarray:
 
 def pooled_shape(input_shape, kernel_size=2, stride=None) -> tuple[int, int]:
     """The output shape of pooling an ``input_shape`` array (whole windows only)."""
-    h, w = _pair("input_shape", tuple(input_shape))
-    kh, kw = _pair("kernel_size", kernel_size)
-    sh, sw = (kh, kw) if stride is None else _pair("stride", stride)
+    h, w = check_hw("input_shape", input_shape, 1)
+    kh, kw = check_hw("kernel_size", kernel_size, 1)
+    sh, sw = (kh, kw) if stride is None else check_hw("stride", stride, 1)
     if kh > h or kw > w:
         raise ValueError(f"kernel_size must be at most the input size {(h, w)}, got {(kh, kw)}")
     return (h - kh) // sh + 1, (w - kw) // sw + 1
@@ -71,8 +68,8 @@ def max_pool2d_with_indices(x, kernel_size=2, stride=None):
     indices as int64.
     """
     x = _plane("x", x)
-    kh, kw = _pair("kernel_size", kernel_size)
-    sh, sw = (kh, kw) if stride is None else _pair("stride", stride)
+    kh, kw = check_hw("kernel_size", kernel_size, 1)
+    sh, sw = (kh, kw) if stride is None else check_hw("stride", stride, 1)
     oh, ow = pooled_shape(x.shape, (kh, kw), (sh, sw))
 
     # Every window as one row of kh*kw values in row-major order; argmax returns the
@@ -103,7 +100,7 @@ def max_unpool2d(x, indices, output_shape) -> np.ndarray:
         raise ValueError(f"indices must have the shape of x {x.shape}, got {indices.shape}")
     if indices.size and indices.dtype.kind not in "iu":
         raise ValueError(f"indices must hold integers (flat positions), got dtype {indices.dtype}")
-    h, w = _pair("output_shape", tuple(output_shape))
+    h, w = check_hw("output_shape", output_shape, 1)
     if h < x.shape[0] or w < x.shape[1]:
         raise ValueError(f"output_shape must be at least the shape of x {x.shape} "
                          f"(unpooling enlarges), got {(h, w)}")
@@ -158,8 +155,8 @@ def show_switches(x, indices, ax=None, kernel_size=None, stride=None, title: str
     ax = ax if ax is not None else plt.gca()
     im = show_matrix(x, ax=ax, title=title, numbers=numbers, fmt=fmt)
     if kernel_size is not None:
-        kh, kw = _pair("kernel_size", kernel_size)
-        sh, sw = (kh, kw) if stride is None else _pair("stride", stride)
+        kh, kw = check_hw("kernel_size", kernel_size, 1)
+        sh, sw = (kh, kw) if stride is None else check_hw("stride", stride, 1)
         if sh >= kh and sw >= kw:
             oh, ow = pooled_shape(x.shape, (kh, kw), (sh, sw))
             for i in range(oh):

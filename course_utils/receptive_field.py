@@ -27,7 +27,7 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 
-from ._checks import as_array, check_int
+from ._checks import as_array, check_hw, check_int
 
 METHODS = ("recurrence", "closed_form")
 
@@ -161,11 +161,9 @@ def layer_list(layers, axis: int | None = None) -> list[Layer]:
     """Normalise ``layers`` (``nn.Module`` or list of tuples / modules) to a list of :class:`Layer`."""
     if axis is not None:
         axis = check_int("axis", axis, 0, 1)
-    try:
-        import torch.nn as nn
-    except ImportError:  # pragma: no cover - torch is a dependency; tuples still work
-        nn = None
-    if nn is not None and isinstance(layers, nn.Module):
+    import torch.nn as nn
+
+    if isinstance(layers, nn.Module):
         out: list[Layer] = []
         _walk(layers, "", axis, out, nn)
         return out
@@ -174,7 +172,7 @@ def layer_list(layers, axis: int | None = None) -> list[Layer]:
                          f"tuples, got {type(layers).__name__}")
     out = []
     for i, item in enumerate(layers):
-        if nn is not None and isinstance(item, nn.Module):
+        if isinstance(item, nn.Module):
             _walk(item, str(i), axis, out, nn)
         else:
             out.append(_from_tuple(item, i))
@@ -249,7 +247,7 @@ def _walk(module, name: str, axis, out: list, nn) -> None:
         left, _right, top, _bottom = _four(module.padding)
         # A pad is a 1x1 window whose left padding moves every later centre.
         k, s, d, p = 1, 1, 1, (top, left)
-    elif isinstance(module, tuple(getattr(nn, n) for n in _SHAPE_PRESERVING if hasattr(nn, n))):
+    elif isinstance(module, tuple(getattr(nn, n) for n in _SHAPE_PRESERVING)):
         return
     else:
         why = _WHY_NOT.get(kind)
@@ -261,7 +259,9 @@ def _walk(module, name: str, axis, out: list, nn) -> None:
             why = ("its effect on spatial positions is unknown; if it is a sliding window, list it as a "
                    "(kernel_size, stride, dilation, padding) tuple")
         raise ValueError(f"layer {label} is not supported: {why}")
-    values = {"kernel_size": _pair(k), "stride": _pair(s), "dilation": _pair(d), "padding": _pair(p)}
+    values = {what: check_hw(f"layer {label}: {what}", v, minimum)
+              for what, v, minimum in (("kernel_size", k, 1), ("stride", s, 1), ("dilation", d, 1),
+                                       ("padding", p, 0))}
     if axis is None:
         for what, (a, b) in values.items():
             if a != b:
@@ -272,10 +272,6 @@ def _walk(module, name: str, axis, out: list, nn) -> None:
         picked = {what: v[axis] for what, v in values.items()}
     out.append(_checked(picked["kernel_size"], picked["stride"], picked["dilation"], picked["padding"],
                         f"layer {label}"))
-
-
-def _pair(v) -> tuple:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
 def _four(v) -> tuple:

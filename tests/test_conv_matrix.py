@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
 from course_utils import conv_matrix as cm
+from course_utils._checks import check_hw
 
 
 def t4(a, dtype=torch.float64):
@@ -131,7 +132,7 @@ def test_input_gradient_of_conv2d_is_the_transpose(config):
 def test_zero_insertion_view_is_conv_transpose2d(config, extra):
     k, _, cfg, rng = config
     y = rng.normal(size=tuple(rng.integers(1, 6, size=2)))
-    s2, d2 = cm._pair("stride", cfg["stride"]), cm._pair("dilation", cfg["dilation"])
+    s2, d2 = check_hw("stride", cfg["stride"]), check_hw("dilation", cfg["dilation"])
     op = tuple(min(extra, max(s, d) - 1) for s, d in zip(s2, d2))  # any op PyTorch allows
     try:
         ref = F.conv_transpose2d(t4(y), t4(k), output_padding=op, **cfg)[0, 0].numpy()
@@ -258,7 +259,7 @@ K3 = np.ones((3, 3))
     (dict(input_shape=4, dilation=0), "dilation must be an integer >= 1"),
     (dict(input_shape=4, padding=-1), "padding must be an integer >= 0"),
     (dict(input_shape=4, padding=1.5), "padding must be an integer"),
-    (dict(input_shape=4, stride=(1, 2, 3)), "stride must be an integer or a \\(height, width\\) pair"),
+    (dict(input_shape=4, stride=(1, 2, 3)), "stride must be an integer >= 1 or a pair \\(height, width\\)"),
     (dict(input_shape=0), "input_shape must be an integer >= 1"),
 ])
 def test_bad_conv_parameters_name_the_parameter(kwargs, name):

@@ -8,9 +8,17 @@ from hypothesis import given, strategies as st
 from course_utils import pooling as pl
 from course_utils.upsampling import zero_insert
 
+# Typed from the lecture's slides ("Max Pooling", "Max Unpooling"), independently of the
+# copies in course_utils.pooling that the notebook and the demo use.
 LECTURE_X = np.array([[1, 2, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]], dtype=float)
 LECTURE_DECODED = np.array([[1, 2], [3, 4]], dtype=float)
 LECTURE_UNPOOLED = np.array([[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]], dtype=float)
+
+
+def test_the_librarys_lecture_constants_are_the_slides():
+    np.testing.assert_array_equal(pl.LECTURE_X, LECTURE_X)
+    np.testing.assert_array_equal(pl.LECTURE_DECODED, LECTURE_DECODED)
+    np.testing.assert_array_equal(pl.LECTURE_UNPOOLED, LECTURE_UNPOOLED)
 
 
 def t4(a):
@@ -263,10 +271,39 @@ def test_unpooling_demo_shows_the_lecture_and_refuses_a_window_that_does_not_fit
     demo = unpooling_demo()
     assert demo.error is None and demo.values()["input"] == "the lecture's 4x4"
     np.testing.assert_array_equal(demo.state["indices"], [[5, 2], [12, 15]])
-    np.testing.assert_array_equal(demo.state["unpooled"], [[0, 0, 6, 0], [0, 5, 0, 0], [0, 0, 0, 0], [7, 0, 0, 8]])
+    # It opens on the slides: the decoder's 2x2 [[1, 2], [3, 4]] unpooled at the switches.
+    np.testing.assert_array_equal(demo.state["decoded"], LECTURE_DECODED)
+    np.testing.assert_array_equal(demo.state["unpooled"], LECTURE_UNPOOLED)
+    assert demo.message.value.startswith("The lecture&#x27;s example")
+    demo.controls["stride"].value = 1                 # elsewhere the pooled maxima are unpooled
+    np.testing.assert_array_equal(demo.state["decoded"], demo.state["pooled"])
+    demo.controls["stride"].value = 2
     demo.controls["pool_size"].value = 5
     assert demo.error is None and "pool size 5 is larger than the 4x4 input" in demo.message.value
     demo.controls["unpooling"].value = "nearest"
     demo.controls["pool_size"].value = 3
     demo.controls["stride"].value = 1
     assert demo.state["unpooled"].shape == (2, 2) and "overlap" in demo.message.value
+
+
+def test_unpooling_demo_digits_are_legible_at_every_setting():
+    from course_utils.widgets import unpooling_demo
+    from course_utils.widgets.base import sweep
+    from course_utils.widgets.pooling import MIN_FONT
+
+    demo = unpooling_demo()
+    renderer = demo.figure.canvas.get_renderer()
+    for values, _ in sweep(demo):
+        if demo.error is not None or demo.veil.get_visible():
+            continue
+        for panel in demo.panels:
+            shown = [t for t in panel.texts if t.get_visible()]
+            if not shown:
+                continue
+            h, w = panel.image.get_array().shape
+            box = panel.ax.get_window_extent(renderer)
+            cell = min(box.width / w, box.height / h)
+            for text in shown:
+                extent = text.get_window_extent(renderer)
+                assert text.get_fontsize() >= MIN_FONT, values
+                assert extent.width <= cell and extent.height <= cell, (values, text.get_text())

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from course_utils.labels import IGNORE_INDEX
 from course_utils.plotting import colorize
 from course_utils.widgets.predictions import (ERROR_COLOUR, VIEWS, colour_baseline, error_mask,
                                               prediction_browser)
@@ -28,7 +29,7 @@ def _scenes(n=3, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.random((n, 3, H, W)).astype(np.float32)
     labels = rng.integers(0, K, (n, H, W))
-    labels[:, 0, :3] = 255            # not scored: never an error
+    labels[:, 0, :3] = IGNORE_INDEX   # not scored: never an error
     return images, labels
 
 
@@ -49,7 +50,7 @@ def test_shows_the_models_predictions():
 def test_errors_view_marks_exactly_the_mismatching_pixels():
     images, labels = _scenes()
     preds = labels.copy()
-    preds[preds == 255] = 0
+    preds[preds == IGNORE_INDEX] = 0
     rng = np.random.default_rng(1)
     flip = rng.random(labels.shape) < 0.2
     preds[flip] = (preds[flip] + 1) % K
@@ -58,21 +59,21 @@ def test_errors_view_marks_exactly_the_mismatching_pixels():
     for scene in range(len(images)):
         demo.controls["scene"].value = scene
         red = np.all(demo.shown == ERROR_COLOUR, axis=-1)
-        truth = flip[scene] & (labels[scene] != 255)
+        truth = flip[scene] & (labels[scene] != IGNORE_INDEX)
         np.testing.assert_array_equal(red, truth)
-        assert f"{int(truth.sum())} of {int((labels[scene] != 255).sum())} scored pixels wrong" in demo.message.value
+        assert f"{int(truth.sum())} of {int((labels[scene] != IGNORE_INDEX).sum())} scored pixels wrong" in demo.message.value
 
 
 def test_perfect_predictions_have_no_red_and_full_accuracy():
     images, labels = _scenes(1)
-    demo = prediction_browser(images=images, labels=labels, preds=np.where(labels == 255, 3, labels))
+    demo = prediction_browser(images=images, labels=labels, preds=np.where(labels == IGNORE_INDEX, 3, labels))
     demo.controls["view"].value = "errors"
     assert not np.all(demo.shown == ERROR_COLOUR, axis=-1).any()
     assert "pixel accuracy 100.0 %" in demo.message.value
 
 
 def test_error_mask_ignores_void():
-    labels = np.array([[0, 1], [255, 2]])
+    labels = np.array([[0, 1], [IGNORE_INDEX, 2]])
     preds = np.array([[0, 2], [1, 1]])
     np.testing.assert_array_equal(error_mask(labels, preds), [[False, True], [False, True]])
 
@@ -96,7 +97,23 @@ def test_colour_baseline_recovers_flat_colours():
 def test_no_arguments_builds_fast_default():
     demo = prediction_browser()
     assert demo.error is None and demo.images.shape[0] == 8
-    assert "road" in demo.legend.value
+
+
+def test_the_picture_carries_one_class_legend_under_the_panels():
+    import io
+
+    from PIL import Image
+
+    from course_utils.datasets import PALETTE
+
+    demo = prediction_browser(num_scenes=2, size=32)
+    picture = np.asarray(Image.open(io.BytesIO(demo.image.value)).convert("RGB"))
+    strip_rows = int(demo.legend_inches * demo.figure.dpi) - 2
+    strip = picture[-strip_rows:].reshape(-1, 3)
+    panels = demo.axes[0].get_window_extent()
+    assert panels.y0 >= strip_rows, "the legend strip must not cover the panels"
+    for colour in PALETTE:                     # every class's swatch is in the strip
+        assert (strip == colour).all(axis=1).sum() >= 20, colour
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -3,7 +3,8 @@
 ``SynthCity`` draws street scenes procedurally, so every notebook trains without a
 download; ``VOCSegmentation`` and ``CityscapesSegmentation`` read the real data sets from
 folders laid out as their official downloads. All three return ``(image float32 tensor
-(3, H, W) in [0, 1], label int64 tensor (H, W))`` with 255 for pixels to ignore.
+(3, H, W) in [0, 1], label int64 tensor (H, W))`` with ``IGNORE_INDEX`` (255) for pixels
+to ignore. The scene renderer is in ``render``, the joint augmentation in ``transforms``.
 """
 from .synthcity import (CLASSES, IGNORE_INDEX, NUM_CLASSES, PALETTE, FlipScaleCrop, SynthCity,
                         augmentation_generator, class_frequencies, flip_scale_crop, generate,

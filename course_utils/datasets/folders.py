@@ -2,8 +2,8 @@
 
 Nothing here downloads anything: point the classes at a folder you have (see
 ``data/README.md``). Both return the same samples as :class:`~.synthcity.SynthCity`,
-``(image float32 tensor (3, H, W) in [0, 1], label int64 tensor (H, W))`` with 255 for
-void pixels, so the training code does not care where the data came from.
+``(image float32 tensor (3, H, W) in [0, 1], label int64 tensor (H, W))`` with
+``IGNORE_INDEX`` (255) for void pixels, so the training code does not care where the data came from.
 
 Pascal VOC 2012 (``VOCSegmentation(root)``), ``root`` = ``VOC2012/`` (or the ``VOCdevkit/``
 above it)::
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .synthcity import IGNORE_INDEX
+from ..labels import IGNORE_INDEX, as_label_array
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
                "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -89,10 +89,8 @@ for _label_id, _train_id in LABEL_ID_TO_TRAIN_ID.items():
 
 
 def label_ids_to_train_ids(label_ids) -> np.ndarray:
-    """Map a Cityscapes ``*_labelIds`` array to train ids 0..18, everything else to 255."""
-    ids = np.asarray(label_ids)
-    if ids.dtype.kind not in "iu":
-        raise ValueError(f"label_ids must hold integers, got dtype {ids.dtype}")
+    """Map a Cityscapes ``*_labelIds`` array to train ids 0..18, everything else to ``IGNORE_INDEX``."""
+    ids = as_label_array("label_ids", label_ids, ndims=None)
     inside = (ids >= 0) & (ids <= 255)
     return np.where(inside, _TRAIN_ID_LUT[np.clip(ids, 0, 255)], IGNORE_INDEX).astype(np.int64)
 

@@ -5,19 +5,36 @@ import ipywidgets as widgets
 import numpy as np
 
 from .. import conv_matrix as cm
-from ..plotting import MATRIX_CMAP, symmetric_limit
-from .base import Demo, register
+from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
+
+from ..plotting import MATRIX_CMAP, format_number, symmetric_limit
+from .base import Demo, ValueBar, register, show_array
+
+#: the positive half of the matrix colour map, for counts (which are never negative)
+POSITIVE_CMAP = ListedColormap(colormaps[MATRIX_CMAP](np.linspace(0.5, 1.0, 128)))
+BAR_INCHES = 0.42  # room under the panels for the colour bars
 
 
-def _show(ax, artist, arr, limit=None):
-    """Reuse ``artist`` for ``arr`` of any shape: new data, extent and axis limits."""
-    artist.set_data(arr)
-    h, w = arr.shape
-    artist.set_extent((-0.5, w - 0.5, h - 0.5, -0.5))
-    ax.set_xlim(-0.5, w - 0.5)
-    ax.set_ylim(h - 0.5, -0.5)
+def _show(ax, artist, arr, limit=None) -> float:
+    """``arr`` in ``artist`` on the diverging scale centred on zero (limit: its own max)."""
     limit = symmetric_limit(arr) if limit is None else limit
-    artist.set_clim(-limit, limit)
+    show_array(ax, artist, arr, clim=(-limit, limit))
+    return limit
+
+
+def _bars_under(fig, groups, cmaps=None):
+    """One :class:`ValueBar` centred under each group of axes (an axes or a list of them)."""
+    bars = []
+    height = fig.get_figheight()
+    for i, group in enumerate(groups):
+        group = group if isinstance(group, (list, tuple)) else [group]
+        x0 = min(a.get_position().x0 for a in group)
+        x1 = max(a.get_position().x1 for a in group)
+        width = min(0.55 * (x1 - x0), 0.22)
+        rect = ((x0 + x1 - width) / 2, 0.2 / height, width, 0.09 / height)
+        bars.append(ValueBar(fig, rect, cmaps[i] if cmaps else MATRIX_CMAP))
+    return bars
 
 
 def _slider(cls, **options):
@@ -48,12 +65,16 @@ class ConvMatrixDemo(Demo):
             "padding": _slider(widgets.IntSlider, value=0, min=0, max=2, description="padding"),
             "dilation": _slider(widgets.IntSlider, value=1, min=1, max=3, description="dilation"),
         }
-        super().__init__(controls, figsize=(8.4, 2.9))
+        super().__init__(controls, figsize=(8.4, 2.9 + BAR_INCHES))
 
     def build(self, fig):
         self.axes, self.artists = _blank_axes(fig, 4, [1, 2.4, 1, 1])
         self.axes[1].set_aspect("auto")
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.86, wspace=0.12)
+        height = fig.get_figheight()
+        fig.subplots_adjust(left=0.04, right=0.96, bottom=(BAR_INCHES + 0.1) / height,
+                            top=1 - 0.4 / height, wspace=0.2)
+        # Each panel has its own scale (x, C, y and C^T y are different quantities): a bar each.
+        self.bars = _bars_under(fig, self.axes)
         # A fixed input per size, so moving a slider changes only what the slider controls.
         self.inputs = {n: np.random.default_rng(n).integers(-3, 4, size=(n, n)).astype(float)
                        for n in range(1, 17)}
@@ -69,8 +90,9 @@ class ConvMatrixDemo(Demo):
         back = (c.T @ y.ravel()).reshape(n, n)
         panels = [(x, f"x: {n}x{n}"), (c, f"C: {m * m}x{n * n}"), (y, f"y = Cx: {m}x{m}"),
                   (back, f"$C^T y$: {n}x{n}")]
-        for ax, artist, (arr, title) in zip(self.axes, self.artists, panels):
-            _show(ax, artist, arr)
+        for ax, artist, bar, (arr, title) in zip(self.axes, self.artists, self.bars, panels):
+            limit = _show(ax, artist, arr)
+            bar.set_limits(format_number(-limit), format_number(limit))
             ax.set_title(title)
         self.axes[1].set_aspect("auto")
         op = cm.matching_output_padding(n, k, stride, padding, dilation)
@@ -151,16 +173,26 @@ class CheckerboardDemo(Demo):
             "weights": widgets.Dropdown(options=["all ones", "random"], value="all ones",
                                         description="weights", layout=widgets.Layout(width="190px")),
         }
-        super().__init__(controls, figsize=(8.4, 3.0))
+        super().__init__(controls, figsize=(8.4, 3.0 + BAR_INCHES))
 
     def build(self, fig):
         self.axes, self.artists = _blank_axes(fig, 3, [1, 1, 1])
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.86, wspace=0.08)
+        self.artists[0].set_cmap(POSITIVE_CMAP)
+        height = fig.get_figheight()
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=(BAR_INCHES + 0.1) / height,
+                            top=1 - 0.4 / height, wspace=0.08)
+        # Taps get their own bar; the two stacks are compared, so they share one scale.
+        self.count_bar, self.deviation_bar = _bars_under(fig, [self.axes[0], list(self.axes[1:])],
+                                                         [POSITIVE_CMAP, MATRIX_CMAP])
+        self.count_bar.label.set_text("taps")
+        self.deviation_bar.label.set_text("deviation from the mean (both panels)")
 
     def update(self, kernel_size, stride, layers, weights):
         k, s = kernel_size, stride
         counts = cm.overlap_count((k, k), (s, s), input_size=4)
-        _show(self.axes[0], self.artists[0], counts.astype(float))
+        top = max(int(counts.max()), 1)
+        show_array(self.axes[0], self.artists[0], counts.astype(float), clim=(0, top))
+        self.count_bar.set_limits("0", str(top))
         self.axes[0].set_title(f"taps per pixel, 1 layer: {counts.min()}..{counts.max()}")
 
         # Enough input that the shown window is clear of every border effect.
@@ -174,12 +206,13 @@ class CheckerboardDemo(Demo):
         transposed = transposed_stack(kernels, s, n0)[start: start + size, start: start + size]
         # Replicate padding leaves resize + conv without borders: a small input suffices.
         resized = resize_conv_stack(kernels, s, -(-size // s**layers))[:size, :size]
-        for ax, artist, crop, name in ((self.axes[1], self.artists[1], transposed, "transposed conv"),
-                                       (self.axes[2], self.artists[2], resized, "resize + conv")):
-            deviation = crop / crop.mean() - 1.0
-            worst = float(np.abs(deviation).max())
-            _show(ax, artist, deviation, limit=max(worst, 0.05))
-            ax.set_title(f"{name} x{layers}: \u00b1{100 * worst:.0f}%")
+        deviations = [crop / crop.mean() - 1.0 for crop in (transposed, resized)]
+        limit = max(max(float(np.abs(d).max()) for d in deviations), 0.05)
+        for ax, artist, deviation, name in zip(self.axes[1:], self.artists[1:], deviations,
+                                               ("transposed conv", "resize + conv")):
+            _show(ax, artist, deviation, limit=limit)
+            ax.set_title(f"{name} x{layers}: \u00b1{100 * float(np.abs(deviation).max()):.0f}%")
+        self.deviation_bar.set_limits(f"-{100 * limit:.0f}%", f"+{100 * limit:.0f}%")
 
         period = cm.overlap_period(k, s)
         if period.min() == 0:

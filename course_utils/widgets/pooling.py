@@ -10,12 +10,15 @@ from matplotlib.collections import LineCollection
 from .. import pooling as pl
 from ..images import block_mean, load_sample_image
 from ..plotting import IMAGE_CMAP, MATRIX_CMAP, format_number
-from .base import Demo, register
+from .base import Demo, register, show_array
 
-LECTURE_X = np.array([[1, 2, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]], dtype=float)
 INPUTS = ("the lecture's 4x4", "random digits 6x6", "image patch 24x24")
 UNPOOLINGS = ("max (switches)", "bed of nails", "nearest")
 MAX_NUMBERS = 64  # grids reach 8x8 (6x6 digits pooled to 2x2 at stride 4, unpooled x4); the photo has none
+# Digits in cells: the font follows the cell (45 % of its side) but never below this many
+# points, legible projected; a grid whose cells are too small for it shows no digits and
+# the message line says so.
+MIN_FONT, MAX_FONT = 7.0, 11.0
 
 
 @lru_cache(maxsize=1)
@@ -24,7 +27,7 @@ def _inputs() -> dict[str, np.ndarray]:
     digits = np.random.default_rng(2).integers(0, 10, (6, 6)).astype(float)
     # Grace Hopper's face (glasses, nose, mouth) averaged down to 24x24: still recognisable.
     face = block_mean(load_sample_image("grace_hopper", gray=True)[140:260, 190:310], 5)
-    return dict(zip(INPUTS, (LECTURE_X, digits, face.astype(float))))
+    return dict(zip(INPUTS, (pl.LECTURE_X, digits, face.astype(float))))
 
 
 class _Panel:
@@ -42,21 +45,15 @@ class _Panel:
         ax.set_yticks([])
 
     def show(self, arr, vmax: float, image: bool, title: str, cell_points: float,
-             blank_zeros: bool = False):
+             blank_zeros: bool = False) -> bool:
+        """Draw ``arr``; False when its digits were left out because the cells are too small."""
         h, w = arr.shape
-        self.image.set_data(arr)
-        self.image.set_extent((-0.5, w - 0.5, h - 0.5, -0.5))
-        self.ax.set_xlim(-0.5, w - 0.5)
-        self.ax.set_ylim(h - 0.5, -0.5)
-        if image:
-            self.image.set_cmap(IMAGE_CMAP)
-            self.image.set_clim(0, 1)
-        else:
-            self.image.set_cmap(MATRIX_CMAP)
-            self.image.set_clim(-vmax, vmax)
+        show_array(self.ax, self.image, arr, clim=(0, 1) if image else (-vmax, vmax))
+        self.image.set_cmap(IMAGE_CMAP if image else MATRIX_CMAP)
         self.ax.set_title(title)
-        shown = not image and arr.size <= MAX_NUMBERS
-        fontsize = min(10.0, 0.45 * cell_points)
+        fontsize = min(MAX_FONT, 0.45 * cell_points)
+        legible = fontsize >= MIN_FONT and arr.size <= MAX_NUMBERS
+        shown = not image and legible
         for k, text in enumerate(self.texts):
             r, c = divmod(k, w)
             if not shown or k >= arr.size or (blank_zeros and arr[r, c] == 0):
@@ -68,6 +65,7 @@ class _Panel:
             text.set_fontsize(fontsize)
             text.set_color("white" if abs(v) > 0.6 * vmax else "black")
             text.set_visible(True)
+        return image or legible
 
     def mark(self, positions, cell_points: float, image: bool = False):
         # Outlined squares around numbers; on a photo, small dots that leave it visible.
@@ -107,35 +105,39 @@ class UnpoolingDemo(Demo):
             raise ValueError(f"pool size {pool_size} is larger than the {x.shape[0]}x{x.shape[1]} "
                              f"input: a window must fit inside the input (kernel_size <= {min(x.shape)}).")
         pooled, idx = pl.max_pool2d_with_indices(x, pool_size, stride)
+        # The slides' own setting: the decoder hands back [[1, 2], [3, 4]], not the maxima.
+        slide = input == INPUTS[0] and pool_size == 2 and stride == 2
+        decoded = pl.LECTURE_DECODED if slide else pooled
+        of = " of 1 2 / 3 4" if slide else ""
         if unpooling == UNPOOLINGS[0]:
-            out = pl.max_unpool2d(pooled, idx, x.shape)
-            how = "max unpooling"
+            out = pl.max_unpool2d(decoded, idx, x.shape)
+            how = f"max unpooling{of}"
         elif unpooling == UNPOOLINGS[1]:
-            out = pl.unpool_bed_of_nails(pooled, stride)
-            how = f"bed of nails x{stride}"
+            out = pl.unpool_bed_of_nails(decoded, stride)
+            how = f"bed of nails{of} x{stride}"
         else:
-            out = pl.unpool_nearest(pooled, stride)
-            how = f"nearest x{stride}"
-        self.state = {"x": x, "pooled": pooled, "indices": idx, "unpooled": out}
+            out = pl.unpool_nearest(decoded, stride)
+            how = f"nearest{of} x{stride}"
+        self.state = {"x": x, "pooled": pooled, "indices": idx, "decoded": decoded, "unpooled": out}
 
         switches = np.unravel_index(np.unique(idx), x.shape)
         cell = self._box_points / max(x.shape)
         # One colour scale for all three panels: the same value has the same colour.
         vmax = max(float(np.abs(x).max()), 1e-12)
         inp, mid, right = self.panels
-        inp.show(x, vmax, image, f"input {x.shape[0]}x{x.shape[1]} and its switches", cell)
+        legible = inp.show(x, vmax, image, f"input {x.shape[0]}x{x.shape[1]}, switches", cell)
         inp.mark(switches, cell, image)
         inp.windows.set_segments(self._window_outlines(x.shape, pool_size, stride, only_first=image))
 
-        mid.show(pooled, vmax, image, f"max-pooled {pooled.shape[0]}x{pooled.shape[1]}",
-                 self._box_points / max(pooled.shape))
+        legible &= mid.show(pooled, vmax, image, f"max-pooled {pooled.shape[0]}x{pooled.shape[1]}",
+                            self._box_points / max(pooled.shape))
         mid.mark(([], []), 1.0)
 
         cell_out = self._box_points / max(out.shape)
         # Unpooled grids are mostly zeros: beyond the lecture's 4x4, white cells say 0 by
         # themselves, and skipping their labels keeps the redraw fast.
-        right.show(out, vmax, image, f"{how} {out.shape[0]}x{out.shape[1]}", cell_out,
-                   blank_zeros=out.size > 16)
+        legible &= right.show(out, vmax, image, f"{how}: {out.shape[0]}x{out.shape[1]}", cell_out,
+                              blank_zeros=out.size > 16)
         # On a photo the bright dots of the max-unpooled image are the switches already.
         right.mark(switches if unpooling == UNPOOLINGS[0] and not image else ([], []), cell_out)
 
@@ -143,6 +145,11 @@ class UnpoolingDemo(Demo):
         kept = len(switches[0])
         note = (f"{pooled.size} windows, {kept} distinct switches out of {x.size} pixels; "
                 f"ties go to the first maximum in row-major order.")
+        if slide and unpooling == UNPOOLINGS[0]:
+            note = ("The lecture's example: the maxima 5 6 / 7 8 leave their switches behind; the "
+                    "decoder's 1 2 / 3 4 is written back at them. " + note)
+        if not legible:
+            note += " Cells too small for legible digits: numbers hidden."
         if overlap:
             note += " Windows overlap (stride < pool size): neighbours can share a switch."
         elif stride > pool_size:

@@ -9,14 +9,14 @@ import ipywidgets as widgets
 import numpy as np
 
 from .._checks import check_int
-from ..plotting import colorize, overlay
+from ..labels import IGNORE_INDEX, as_label_array
+from ..plotting import colorize, overlay, palette_table
 from .base import Demo, register
 
 VIEWS = ("prediction", "overlay", "errors", "ground truth", "image")
 #: colour of a wrongly labelled pixel in the "errors" view (no grey pixel has it)
 ERROR_COLOUR = np.array([1.0, 0.0, 0.0], dtype=np.float32)
 MAX_SCENES = 16
-IGNORE_INDEX = 255
 
 
 def error_mask(labels, preds, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
@@ -53,38 +53,55 @@ def colour_baseline(images, labels, num_classes: int) -> np.ndarray:
     return dist.argmin(1).reshape(labels.shape).astype(np.int64)
 
 
-def _as_numpy(name, x, ndim):
+def _images(x):
     if x is None:
         return None
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     arr = np.asarray(x)
-    if arr.ndim != ndim:
-        shape = "(N, 3, H, W)" if ndim == 4 else "(N, H, W)"
-        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    if arr.ndim != 4:
+        raise ValueError(f"images must have shape (N, 3, H, W), got {arr.shape}")
     return arr
 
 
-def _legend_html(classes, palette) -> str:
-    import html
+def _labels(name, x):
+    return None if x is None else as_label_array(name, x, ndims=(3,))
 
-    from ..plotting import _palette_table
 
-    table, k = _palette_table(palette)
-    items = []
-    for i, name in enumerate(list(classes)[:k]):
-        r, g, b = (int(round(255 * v)) for v in table[i])
-        items.append(f'<span style="white-space:nowrap;margin-right:10px"><span style="display:inline-block;'
-                     f'width:11px;height:11px;background:rgb({r},{g},{b});margin-right:3px"></span>'
-                     f'{html.escape(str(name))}</span>')
-    return '<div style="font-size:80%">' + " ".join(items) + "</div>"
+def legend_strip(classes, palette, width: float, dpi: float, fontsize: float = 8) -> np.ndarray:
+    """The class legend rendered once to an RGBA array ``width`` inches wide.
+
+    Shown with ``figimage`` it costs the figure one image per redraw; a live matplotlib
+    legend (a text and a patch per class, laid out every time) doubled the render time.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    table, k = palette_table(palette)
+    names = list(classes)[:k]
+    ncol = 5 if len(names) <= 10 else 7
+    strip = Figure(figsize=(width, legend_height(len(names), fontsize)), dpi=dpi)
+    FigureCanvasAgg(strip)
+    strip.legend(handles=[Patch(facecolor=table[i], edgecolor="0.4", linewidth=0.5, label=str(n))
+                          for i, n in enumerate(names)],
+                 loc="center", ncol=min(ncol, len(names)), fontsize=fontsize, frameon=False,
+                 handlelength=1.2, columnspacing=1.2, borderaxespad=0.0)
+    strip.canvas.draw()
+    return np.asarray(strip.canvas.buffer_rgba()).copy()
+
+
+def legend_height(num_classes: int, fontsize: float = 8) -> float:
+    """Inches a :func:`legend_strip` of ``num_classes`` needs."""
+    rows = -(-num_classes // (5 if num_classes <= 10 else 7))
+    return (rows * 1.6 + 0.8) * fontsize / 72
 
 
 class PredictionBrowser(Demo):
     """Three panels: the image, its ground truth, and the chosen view of the prediction.
 
     ``images`` ``(N, 3, H, W)`` in [0, 1], ``labels`` and ``preds`` ``(N, H, W)``
-    (255 = not scored). The views: the prediction's colours, the prediction over the image
+    (``IGNORE_INDEX`` = not scored). The views: the prediction's colours, the prediction over the image
     (weight ``opacity``), the errors (wrong pixels red on the grey image), the ground
     truth and the bare image. The message line gives the scene's pixel accuracy.
     """
@@ -102,12 +119,9 @@ class PredictionBrowser(Demo):
             "view": widgets.Dropdown(options=VIEWS, value="overlay", description="view"),
             "opacity": widgets.FloatSlider(value=0.5, min=0.2, max=1.0, step=0.2, description="opacity"),
         }
-        super().__init__(controls, figsize=(8.4, 3.0))
-        if classes is not None:
-            # The legend is HTML under the picture: drawn once by the browser, it costs the
-            # figure nothing per control change (a matplotlib legend doubled the render time).
-            self.legend = widgets.HTML(_legend_html(classes, palette))
-            self.children = (*self.children, self.legend)
+        #: inches at the bottom of the figure for the class legend shared by all panels
+        self.legend_inches = legend_height(len(classes)) if classes is not None else 0.0
+        super().__init__(controls, figsize=(8.4, 3.0 + self.legend_inches))
 
     def build(self, fig):
         self.axes = fig.subplots(1, 3)
@@ -119,7 +133,14 @@ class PredictionBrowser(Demo):
             ax.set_title(name)
         if self.title:
             fig.suptitle(self.title)
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.84 if self.title else 0.9, wspace=0.05)
+        height = fig.get_figheight()
+        bottom = (self.legend_inches + 0.06) / height
+        top = 1.0 - (0.48 if self.title else 0.3) / height
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=bottom, top=top, wspace=0.05)
+        if self.classes is not None:
+            # One legend for every segmentation panel: they all use the same palette.
+            strip = legend_strip(self.classes, self.palette, fig.get_figwidth(), fig.dpi)
+            fig.figimage(strip, xo=0, yo=0, origin="upper")
         #: the RGB array shown in the third panel (tests read it)
         self.shown = blank
 
@@ -143,7 +164,7 @@ class PredictionBrowser(Demo):
         self.artists[0].set_data(self.images[scene])
         self.artists[1].set_data(self.label_rgb[scene])
         self.artists[2].set_data(self.shown)
-        self.axes[2].set_title(view)
+        self.axes[2].set_title("errors (red: wrong)" if view == "errors" else view)
         scored = self.labels[scene] != IGNORE_INDEX
         wrong = int(error_mask(self.labels[scene], self.preds[scene]).sum())
         total = int(scored.sum())
@@ -171,9 +192,8 @@ def prediction_browser(model=None, images=None, labels=None, *, preds=None, num_
     num_scenes = check_int("num_scenes", num_scenes, 1, MAX_SCENES)
     if model is not None and preds is not None:
         raise ValueError("give model or preds, not both")
-    images = _as_numpy("images", images, 4)
-    labels = _as_numpy("labels", labels, 3)
-    preds = _as_numpy("preds", preds, 3)
+    images = _images(images)
+    labels, preds = _labels("labels", labels), _labels("preds", preds)
     if (images is None) != (labels is None):
         raise ValueError("images and labels go together: give both or neither")
     if images is None:

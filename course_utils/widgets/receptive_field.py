@@ -18,7 +18,7 @@ from matplotlib.patches import Rectangle
 from .. import receptive_field as rfm
 from ..images import block_mean, load_sample_image
 from ..plotting import IMAGE_CMAP
-from .base import Demo, register
+from .base import Demo, ValueBar, register
 
 MAX_LAYERS = 3
 CANVAS = 48  # input pixels shown; the largest field the controls allow is 39
@@ -55,7 +55,7 @@ class ReceptiveFieldDemo(Demo):
         self.field: rfm.ReceptiveField | None = None
         self.counts: np.ndarray | None = None
         self.holes: int | None = None
-        super().__init__(controls, figsize=(7.6, 3.3))
+        super().__init__(controls, figsize=(7.6, 3.6))
 
     def build(self, fig):
         self.ax_img, self.ax_net = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.25]})
@@ -82,14 +82,17 @@ class ReceptiveFieldDemo(Demo):
         ax.set_axis_off()
         self.level_labels = [ax.text(-7, level, "input" if level == 0 else f"layer {level}", fontsize=8,
                                      va="center") for level in range(MAX_LAYERS + 1)]
-        self.readout = fig.text(0.02, 0.95, "", fontsize=10, va="top")
-        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.03, top=0.86, wspace=0.08)
+        self.readout = fig.text(0.02, 1 - 0.1 / fig.get_figheight(), "", fontsize=10, va="top")
+        height = fig.get_figheight()
+        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.42 / height, top=1 - 0.45 / height, wspace=0.08)
+        x0, _, w, _ = self.ax_img.get_position().bounds
+        # Colour = number of paths from a pixel to the output unit, relative to the most.
+        self.path_bar = ValueBar(fig, (x0 + 0.2 * w, 0.2 / height, 0.6 * w, 0.09 / height), self.cmap,
+                                 "paths to the output unit")
 
     def update(self, layers, layer1, layer2, layer3):
         stack = [layer1, layer2, layer3][:layers]
         field = rfm.receptive_field(stack)
-        if field.size > CANVAS:  # pragma: no cover - the choices cannot reach it
-            raise ValueError(f"this stack's field ({field.size} px) is wider than the {CANVAS}-px canvas")
         counts = rfm.path_counts(stack)
         lo = (CANVAS - field.size) // 2  # first input pixel of the field on the canvas
 
@@ -123,6 +126,7 @@ class ReceptiveFieldDemo(Demo):
         self.all_units.set_offsets(np.column_stack([np.concatenate(grid_x), np.concatenate(grid_y)]))
         self.used_units.set_offsets(np.column_stack([np.concatenate(use_x), np.concatenate(use_y)]))
         self.used_units.set_array(np.concatenate(use_c))
+        self.path_bar.set_limits("0", str(int(counts.max()) ** 2))
         self.span.set_bounds(lo - 0.5, -0.45, field.size, 0.9)
 
         self.field, self.counts = field, np.outer(counts, counts)

@@ -9,7 +9,7 @@ import numpy as np
 from .. import upsampling as up
 from ..images import block_mean, load_sample_image
 from ..plotting import IMAGE_CMAP, MATRIX_CMAP
-from .base import Demo, register
+from .base import Demo, ValueBar, register, show_array
 
 METHOD_LABELS = {
     "nearest": "nearest",
@@ -40,6 +40,7 @@ class SignalDemo(Demo):
         ax.set_ylim(-1.6, 1.6)
         ax.legend(loc="upper right", fontsize=8)
         self.ax = ax
+        ax.set_title("samples")               # a stand-in, so the layout leaves room for the title
         fig.tight_layout()
 
     @staticmethod
@@ -81,7 +82,7 @@ class UpsamplingDemo(Demo):
             "show_kernel": widgets.Checkbox(value=True, description="show kernel"),
             "show_grid": widgets.Checkbox(value=False, description="zero-inserted grid"),
         }
-        super().__init__(controls, figsize=(8.4, 3.0))
+        super().__init__(controls, figsize=(8.4, 3.35))
 
     def build(self, fig):
         self.axes = fig.subplots(1, 3)
@@ -93,15 +94,13 @@ class UpsamplingDemo(Demo):
         for ax in self.axes:
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.88, wspace=0.08)
-
-    @staticmethod
-    def _show(ax, artist, arr):
-        artist.set_data(arr)
-        h, w = arr.shape
-        artist.set_extent((-0.5, w - 0.5, h - 0.5, -0.5))
-        ax.set_xlim(-0.5, w - 0.5)
-        ax.set_ylim(h - 0.5, -0.5)
+        height = fig.get_figheight()
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.42 / height, top=1 - 0.36 / height, wspace=0.08)
+        x0, _, w, _ = self.axes[2].get_position().bounds
+        # The kernel's colours are weights on the fixed scale [-1, 1] (bicubic dips below 0).
+        self.kernel_bar = ValueBar(fig, (x0 + 0.25 * w, 0.2 / height, 0.5 * w, 0.09 / height), MATRIX_CMAP,
+                                   "kernel weight")
+        self.kernel_bar.set_limits("-1", "1")
 
     def update(self, factor, method, show_kernel, show_grid):
         low = block_mean(self.original, factor)
@@ -109,21 +108,22 @@ class UpsamplingDemo(Demo):
         if show_grid:
             # A zoom, so the inserted zeros are visible as gaps rather than a grey haze.
             zoom = up.zero_insert(low, factor)[48:96, 48:96]
-            self._show(self.axes[0], self.left, zoom)
+            show_array(self.axes[0], self.left, zoom)
             self.axes[0].set_title("zeros inserted (zoom)")
         else:
-            self._show(self.axes[0], self.left, low)
+            show_array(self.axes[0], self.left, low)
             self.axes[0].set_title(f"input {low.shape[0]}x{low.shape[1]}")
-        self._show(self.axes[1], self.middle, out)
+        show_array(self.axes[1], self.middle, out)
         self.axes[1].set_title(f"{method}, x{factor}")
         self.axes[2].set_visible(show_kernel)
+        self.kernel_bar.set_visible(show_kernel)
         if show_kernel:
             if METHOD_LABELS[method] == "zero_insert":
                 kernel = up.bilinear_kernel(factor)
             else:
                 _, k1 = up.interpolation_kernel_1d(METHOD_LABELS[method], factor)
                 kernel = np.outer(k1, k1)
-            self._show(self.axes[2], self.right, kernel)
+            show_array(self.axes[2], self.right, kernel)
             self.axes[2].set_title(f"kernel {kernel.shape[0]}x{kernel.shape[1]}")
 
 
