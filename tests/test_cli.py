@@ -262,3 +262,77 @@ def test_a_folder_without_the_layout_names_what_is_missing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.startswith("python -m course_utils.train: error:") and "leftImg8bit/train/" in err
+
+
+# -- the command line stays apart from the library ----------------------------------------------
+# The entry points kept at their documented names (`python -m course_utils.train`, ...) are
+# command-line modules themselves; everything else in course_utils is library.
+ENTRY_SHIMS = {"course_utils.train", "course_utils.evaluate"}
+
+
+def library_modules():
+    import pkgutil
+
+    import course_utils
+
+    names = [m.name for m in pkgutil.walk_packages(course_utils.__path__, "course_utils.")]
+    return sorted(n for n in names if not n.startswith("course_utils.cli") and n not in ENTRY_SHIMS)
+
+
+def _imports_outside_main_guard(tree):
+    """(module, level, names) of every import statement not inside ``if __name__ == "__main__":``."""
+    import ast
+
+    found = []
+
+    def walk(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "__main__" in ast.unparse(child.test) and "__name__" in \
+                    ast.unparse(child.test):
+                continue     # `python -m course_utils.zoo` runs the command line; importing the module does not
+            if isinstance(child, ast.Import):
+                found.extend((a.name, 0, []) for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                found.append((child.module or "", child.level, [a.name for a in child.names]))
+            walk(child)
+
+    walk(tree)
+    return found
+
+
+def test_no_library_module_imports_the_command_line():
+    import ast
+    import importlib.util
+
+    offenders = []
+    for name in library_modules():
+        path = importlib.util.find_spec(name).origin
+        package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+        for module, level, names in _imports_outside_main_guard(ast.parse(Path(path).read_text())):
+            if level:
+                base = package.split(".")
+                base = base[:len(base) - (level - 1)]
+                module = ".".join(base + ([module] if module else []))
+            targets = [module] + [f"{module}.{n}" for n in names]
+            if any(t == "course_utils.cli" or t.startswith("course_utils.cli.") for t in targets) or \
+                    any(t in ENTRY_SHIMS for t in targets):
+                offenders.append(f"{name} imports {module} {names}")
+    assert len(library_modules()) > 30          # the walk found the package
+    assert offenders == []
+    # And at run time: importing every library module loads nothing of the command line.
+    code = ("import importlib, sys\n"
+            f"for n in {library_modules()!r}: importlib.import_module(n)\n"
+            "bad = sorted(m for m in sys.modules if m.startswith('course_utils.cli') or m in "
+            f"{sorted(ENTRY_SHIMS)!r})\n"
+            "print(bad)")
+    done = subprocess.run([sys.executable, "-c", code], env=env(), cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_import_check_sees_a_relative_import_of_the_command_line():
+    import ast
+
+    tree = ast.parse("from .cli.train import main\nif __name__ == '__main__':\n    from .cli import zoo\n")
+    assert _imports_outside_main_guard(tree) == [("cli.train", 1, ["main"])]

@@ -208,11 +208,14 @@ def test_custom_loss_receives_auxiliary_outputs():
     assert len(history.val_miou) == 1 and not math.isnan(history.val_miou[0])
 
 
-def test_amp_is_off_on_cpu():
+def test_amp_follows_the_precision_policy_on_a_cpu_without_native_bf16(monkeypatch):
+    from course_utils import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     train, _ = loaders()
     trainer = training.Trainer(tiny_model(), train, None, training.TrainConfig(epochs=1).validate(), device="cpu")
-    assert not trainer.use_amp and not trainer.scaler.is_enabled()
-    with pytest.warns(UserWarning, match="CUDA only"):
+    assert not trainer.use_amp and trainer.scaler is None and trainer.precision.name == "fp32"
+    with pytest.raises(ValueError, match="amp=True needs a CPU with native bf16"):
         training.Trainer(tiny_model(), train, None, training.TrainConfig(epochs=1, amp=True).validate(), device="cpu")
 
 
@@ -373,13 +376,13 @@ def test_checkpoint_gets_ordinary_file_permissions(tmp_path):
 
 
 def test_progress_bar_honours_tqdm_disable(monkeypatch):
-    from course_utils.training import _NoBar, _progress_bar
+    from course_utils.training.progress import NoBar, progress_bar
 
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    assert isinstance(_progress_bar(True, 10, 0), _NoBar)
+    assert isinstance(progress_bar(True, 10, 0), NoBar)
     monkeypatch.setenv("TQDM_DISABLE", "0")
-    bar = _progress_bar(True, 10, 0)
-    assert not isinstance(bar, _NoBar)
+    bar = progress_bar(True, 10, 0)
+    assert not isinstance(bar, NoBar)
     bar.close()
 
 
