@@ -28,6 +28,7 @@ import sys
 from . import common as cli_data
 from .common import CLIError, check_model_config
 from .distributed import init_distributed
+from ..zoo import RECIPE
 
 PROG = "python -m course_utils.evaluate"
 
@@ -39,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", help="folder data sets: which split (default val)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="per-process batch (default 8 for SynthCity, 1 for folders: images differ in size)")
-    p.add_argument("--size", type=int, default=64, help="SynthCity scene size")
-    p.add_argument("--n-val", type=int, default=32, help="SynthCity validation scenes")
+    p.add_argument("--size", type=int, default=RECIPE.size, help="SynthCity scene size (the one training used)")
+    p.add_argument("--n-val", type=int, default=RECIPE.n_val, help="SynthCity validation scenes")
     p.add_argument("--seed", type=int, default=0, help="SynthCity seed (the one training used)")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--boundary-tolerance", type=float, default=2.0, metavar="PX",

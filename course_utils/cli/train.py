@@ -12,6 +12,12 @@ Several GPUs on one machine, then several machines (the same command behind ``to
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d \\
         --rdzv_endpoint=HOST:29500 -m course_utils.train ...
 
+The defaults are the course's recipe (:data:`course_utils.zoo.RECIPE`, the one the
+committed model zoo is trained with): 128-pixel SynthCity scenes (1500 to train, 200 to
+validate), AdamW at a peak learning rate of 5e-3 annealed by the poly schedule, batch 8,
+24 epochs, and the backbone started from the course's encoder pre-trained on SynthCity
+crops (:func:`course_utils.pretrain.load_encoder`) whenever the model's backbone matches it.
+
 It is a thin layer over :func:`course_utils.training.fit`: the same models
 (:func:`~course_utils.models.build_model`), data sets, loop and metrics as the notebooks.
 Under ``torchrun`` every process joins the process group (NCCL on CUDA, else gloo), wraps
@@ -54,6 +60,7 @@ from ..atomic import write_atomic
 from . import common as cli_data
 from .common import CLIError, check_model_config
 from .distributed import init_distributed
+from ..zoo import RECIPE
 
 PROG = "python -m course_utils.train"
 
@@ -66,23 +73,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an option of build_model, e.g. width=32 or norm=group (repeatable)")
     p.add_argument("--data", required=True, help=cli_data.SPEC_HELP)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--epochs", type=int, default=None, help="epochs to train (default 10 without --time-budget)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"epochs to train (default {RECIPE.epochs} without --time-budget, the course's recipe)")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="stop after this much training time (the schedule anneals over it)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many steps, saving the state (simulates a killed job)")
-    p.add_argument("--batch-size", type=int, default=8, help="global batch size, split over the processes")
+    p.add_argument("--batch-size", type=int, default=RECIPE.batch_size,
+                   help="global batch size, split over the processes")
     p.add_argument("--val-batch-size", type=int, default=None,
                    help="per-process evaluation batch (default: the training one for SynthCity, 1 for folders)")
     p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="training crop (default: SynthCity's --size; 512 512 for VOC and Cityscapes)")
-    p.add_argument("--size", type=int, default=64, help="SynthCity scene size")
-    p.add_argument("--n-train", type=int, default=256, help="SynthCity training scenes")
-    p.add_argument("--n-val", type=int, default=32, help="SynthCity validation scenes")
+    p.add_argument("--size", type=int, default=RECIPE.size, help="SynthCity scene size")
+    p.add_argument("--n-train", type=int, default=RECIPE.n_train, help="SynthCity training scenes")
+    p.add_argument("--n-val", type=int, default=RECIPE.n_val, help="SynthCity validation scenes")
     p.add_argument("--no-augment", action="store_true", help="SynthCity: no flip/scale/crop augmentation")
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3 AdamW, 1e-2 SGD)")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"peak learning rate of the poly schedule (default {RECIPE.lr:g} for AdamW, the course's "
+                        "recipe; 1e-2 for SGD)")
+    p.add_argument("--weight-decay", type=float, default=RECIPE.weight_decay)
+    p.add_argument("--pretrained-encoder", choices=("auto", "yes", "no"), default="auto",
+                   help="start the backbone from the course's encoder pre-trained on SynthCity crops "
+                        "(course_utils.pretrain.load_encoder); auto: when the model's backbone matches it "
+                        "(width=16, norm=batch, the defaults)")
     p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
     p.add_argument("--checkpoint-every", type=int, default=None, help="also save the state every N steps")
     p.add_argument("--amp", dest="amp", action="store_true", default=None,
@@ -120,7 +135,8 @@ def _main(argv) -> int:
         raise CLIError(f"--resume: no checkpoint {str(latest)!r} to continue from (run without --resume first)")
     if args.max_steps is not None and args.max_steps < 1:
         raise CLIError(f"--max-steps must be an integer >= 1, got {args.max_steps}")
-    epochs = args.epochs if args.epochs is not None or args.time_budget is not None else 10
+    epochs = args.epochs if args.epochs is not None or args.time_budget is not None else RECIPE.epochs
+    lr = args.lr if args.lr is not None else (RECIPE.lr if args.optimizer == "adamw" else 1e-2)
     scheme, _ = cli_data.parse_data_spec(args.data)     # fails before any process group exists
 
     rank, world, device = init_distributed()
@@ -140,6 +156,7 @@ def _main(argv) -> int:
     # Every process draws the same initial weights (DDP also broadcasts rank 0's).
     torch.manual_seed(args.seed)
     model = build_model(args.model, num_classes, **options)
+    encoder = None if args.resume else start_from_encoder(model, args.pretrained_encoder)
     if args.sync_bn and device.type != "cuda":
         raise CLIError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only")
     # Layout and compilation before the DDP wrapper (prepare_model's order), which then
@@ -160,7 +177,7 @@ def _main(argv) -> int:
     val_loader = make_loader(val_set, val_batch, device=device, num_workers=args.workers, drop_last=False,
                              sampler=ShardSampler(len(val_set), rank, world))
 
-    config = TrainConfig(epochs=epochs, time_budget_s=args.time_budget, optimizer=args.optimizer, lr=args.lr,
+    config = TrainConfig(epochs=epochs, time_budget_s=args.time_budget, optimizer=args.optimizer, lr=lr,
                          weight_decay=args.weight_decay, amp=args.amp, channels_last=args.channels_last,
                          compile=args.compile,
                          val_every=args.val_every, checkpoint=str(latest), best_checkpoint=str(best),
@@ -170,7 +187,7 @@ def _main(argv) -> int:
         out.mkdir(parents=True, exist_ok=True)
         info = {"args": vars(args), "world_size": world, "per_process_batch": per_rank_batch,
                 "device": str(device), "num_classes": num_classes, "train_size": len(train_set),
-                "val_size": len(val_set), "model_options": options,
+                "val_size": len(val_set), "model_options": options, "pretrained_encoder": encoder,
                 "train_config": dataclasses.asdict(config)}
         write_atomic(out / "config.json", json.dumps(info, indent=2, default=str) + "\n")
 
@@ -188,6 +205,22 @@ def _main(argv) -> int:
               f"best {history.best_miou:.4f} at step {history.best_step}; "
               f"{history.images_per_s:.1f} images/s per process; wrote {out}")
     return 130 if history.stopped_by == "interrupt" else 0
+
+
+def start_from_encoder(model, choice: str):
+    """Load the course's pre-trained encoder into ``model`` (``choice`` "auto", "yes" or "no");
+    returns the encoder file's name, or None when the model starts from random weights."""
+    from ..pretrain import DEFAULT_CHECKPOINT, load_encoder
+
+    if choice == "no":
+        return None
+    try:
+        load_encoder(model)
+    except (ValueError, RuntimeError) as err:     # RuntimeError: other backbone depths
+        if choice == "yes":
+            raise CLIError(f"--pretrained-encoder yes: {err}") from None
+        return None     # another backbone (width, norm): it starts from random weights
+    return DEFAULT_CHECKPOINT.name
 
 
 class MetricsWriter:
