@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""``make gpu-check``: does training work on this machine's device, in about a minute?
+"""``make gpu-check``: does training work on this machine's device? (About a minute on a GPU.)
 
 For each zoo model (FCN-8s, PSPNet, DeepLabV3+, Gated-SCNN; width 16, 64-pixel SynthCity
 scenes, a few steps) it trains with the precision the policy chooses
