@@ -524,6 +524,14 @@ def test_compile_failures_are_one_clear_sentence(monkeypatch):
     with pytest.raises(RuntimeError, match="torch.compile could not compile FCN .*backend exploded"):
         fit(tiny_model(), train, epochs=1, compile=True, **FAST)
 
+    class GeneratedCodeFails(LazilyFailing):   # seen here: inductor's code asserting a kernel's strides
+        def forward(self, x):
+            raise AssertionError("expected size 9==9, stride 1==64 at dim=1")
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: GeneratedCodeFails(model))
+    with pytest.raises(RuntimeError, match="torch.compile could not compile FCN .*stride 1==64"):
+        fit(tiny_model(), train, epochs=1, compile=True, **FAST)
+
 
 def test_compile_trains_the_same_parameters(monkeypatch):
     compiled = []

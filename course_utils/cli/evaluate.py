@@ -25,6 +25,8 @@ import json
 import math
 import sys
 
+import torch
+
 from . import common as cli_data
 from .common import CLIError, check_model_config
 from .distributed import init_distributed
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     from ..training import BoundaryMeter, ShardSampler, evaluate, load_checkpoint, make_loader, model_from_state
-    from ..training import sha256_file
+    from ..training import sha256_file, use_channels_last
 
     scheme, _ = cli_data.parse_data_spec(args.data)
     try:
@@ -82,8 +84,11 @@ def _main(argv) -> int:
                          sampler=ShardSampler(len(dataset), rank, world))
     tolerance = args.boundary_tolerance if args.boundary_tolerance >= 0 else None
     meters = [BoundaryMeter(tolerance)] if tolerance is not None else []
+    channels_last = use_channels_last(None, device)     # as training lays it out on this device
+    if channels_last:
+        model = model.to(device, memory_format=torch.channels_last)
     cm = evaluate(model, loader, num_classes, device, amp=None if args.amp else False,
-                  channels_last=device.type in ("cpu", "cuda"), meters=meters)
+                  channels_last=channels_last, meters=meters)
     boundary = meters[0].result() if meters else None
     if rank != 0:
         return 0

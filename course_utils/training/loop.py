@@ -33,7 +33,7 @@ from .checkpoints import save_checkpoint
 from .config import History, PolyLR, TrainConfig, build_optimizer, use_channels_last
 from .distributed import collective_device, dist_initialized, unwrap_model
 from .evaluation import evaluate, logits_of
-from .prepare import compile_model, is_compile_error, is_compiled
+from .prepare import compile_model, is_compiled
 from .progress import progress_bar
 from .resume import ResumableState
 from .rng import rng_state, set_rng_state
@@ -237,7 +237,9 @@ class Trainer(ResumableState):
         try:
             loss = self._forward_backward(images, labels)
         except Exception as err:
-            if self._compile_checked or not is_compile_error(err):
+            # A compiled model fails at its first call, from dynamo, inductor, or the code
+            # inductor generated (e.g. an AssertionError on a kernel's strides).
+            if self._compile_checked or isinstance(err, ValueError):
                 raise
             raise RuntimeError(f"torch.compile could not compile {type(self.raw_model).__name__} "
                                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "

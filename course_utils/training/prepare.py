@@ -8,7 +8,7 @@ from torch import nn
 
 from .config import use_channels_last
 
-__all__ = ["prepare_model", "compile_model", "is_compiled", "is_compile_error", "StopAt", "EVENTS"]
+__all__ = ["prepare_model", "compile_model", "is_compiled", "StopAt", "EVENTS"]
 
 EVENTS = ("step", "validation", "epoch", "end")
 
@@ -44,11 +44,6 @@ def is_compiled(model) -> bool:
     while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         model = model.module
     return hasattr(model, "_orig_mod")
-
-
-def is_compile_error(err: BaseException) -> bool:
-    """True for the errors ``torch.compile`` raises when it fails (lazily, at the first call)."""
-    return type(err).__module__.startswith(("torch._dynamo", "torch._inductor"))
 
 
 class StopAt:
