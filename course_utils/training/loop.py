@@ -394,7 +394,9 @@ class Trainer(ResumableState):
         self.history.elapsed_s = self.elapsed_s
 
     def _callback(self, event: str) -> None:
-        if self.callbacks:
+        # At "step" events history.step_loss may lag by up to log_every steps: reading it
+        # every step would make each step wait for the GPU.
+        if self.callbacks and event != "step":
             self._flush_losses()
         for cb in self.callbacks:
             cb(self, event)

@@ -72,6 +72,7 @@ class ResumableState:
             self.best_state = load_checkpoint(self.best_checkpoint, map_location="cpu")["model"]
 
     def _save(self) -> None:
+        self._flush_losses()     # the losses and the training time so far belong in the state
         self._update_times()
         if self.checkpoint is None:
             return
