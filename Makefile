@@ -22,7 +22,7 @@ LAB_FLAGS := --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=. \
 	--ServerApp.default_url=/lab/tree/notebooks/00_welcome.ipynb \
 	$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_EXTRA)
 
-.PHONY: lab test refs course student bench demos install install-test clean
+.PHONY: lab test refs course student bench demos gpu-check install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,10 @@ demos: $(VENV)/.installed-deck
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run.py
+
+# Does training work on this machine's device? About a minute (tools/gpu_check.py).
+gpu-check: $(VENV)/.installed
+	$(BIN)/python tools/gpu_check.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

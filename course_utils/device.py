@@ -35,14 +35,23 @@ def _mps_available() -> bool:
 
 
 def device_report(device: torch.device | None = None) -> dict:
-    """Facts about the device, for the welcome notebook's check."""
-    device = device or select_device()
+    """Facts about the device, for the welcome notebook's check.
+
+    ``precision`` is what training and evaluation will use there: the choice of
+    :func:`course_utils.precision.choose_precision` (``"bf16"``, ``"fp16"`` with a
+    gradient scaler, or ``"fp32"``), with the policy's reason.
+    """
+    from .precision import choose_precision
+
+    device = torch.device(device) if device is not None else select_device()
+    policy = choose_precision(device)
     info = {"device": device.type, "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "precision": policy.name, "grad_scaler": policy.use_scaler,
+            "precision_reason": policy.reason}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1),
-                    bf16=torch.cuda.is_bf16_supported())
+                    compute_capability=f"{props.major}.{props.minor}")
     return info
 
 

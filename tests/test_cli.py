@@ -35,12 +35,21 @@ EVAL = DATA[:2] + ["--size", "32", "--n-val", "8"]
 STEPS = 2 * 16 // 4
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "on_the_cpu")
 
 
-def env():
+@pytest.fixture(scope="module", autouse=True)
+def on_the_cpu():
+    """These tests mean the CPU (gloo), also on a machine with GPUs: in-process runs and
+    the torchrun children (which inherit the variable) are pinned by COURSE_DEVICE."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COURSE_DEVICE", "cpu")
+        yield
+
+
+def env(**extra):
     return dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", PYTHONPATH=str(ROOT),
-                TQDM_DISABLE="1")
+                TQDM_DISABLE="1", COURSE_DEVICE="cpu", **extra)
 
 
 def weights(path):
@@ -73,8 +82,11 @@ def test_train_writes_config_log_plot_and_checkpoints(reference):
 
 def predictions(checkpoint):
     """The checkpoint's predictions on the validation scenes, and the true labels."""
-    model = load_model(checkpoint).eval()
-    data = SynthCity(8, size=32, seed=10_000)
+    return predictions_of(load_model(checkpoint), SynthCity(8, size=32, seed=10_000))
+
+
+def predictions_of(model, data):
+    model.eval()
     with torch.no_grad():
         pred = model(data.images.float() / 255).argmax(1).numpy()
     return pred, data.labels.numpy().astype(np.int64)
@@ -108,9 +120,9 @@ def test_evaluate_prints_the_table_and_json(reference, capsys):
         assert result["boundary_f1"] == pytest.approx(boundary_f1(pred, true, 2.0))
 
 
-def torchrun(*args, timeout=120):
+def torchrun(*args, timeout=120, **extra_env):
     cmd = [*TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", *args]
-    return subprocess.run(cmd, env=env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, env=env(**extra_env), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 # Measured: max |difference| ~6e-6 on weights of size up to ~1.3 (float32 sums in another order).
@@ -118,8 +130,11 @@ WEIGHT_ATOL = 1e-4
 
 
 def test_two_processes_end_with_the_weights_of_one(reference, tmp_path):
+    # channels_last (the CPU default, explicit here) converted before the DDP wrapper, and
+    # every warning an error: DDP's "grad strides do not match bucket view strides" fails it.
     t0 = time.perf_counter()
-    done = torchrun("course_utils.train", *RUN, "--out", str(tmp_path))
+    done = torchrun("course_utils.train", *RUN, "--channels-last", "--out", str(tmp_path),
+                    PYTHONWARNINGS="error")
     seconds = time.perf_counter() - t0
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in reference.iterdir())
@@ -132,6 +147,24 @@ def test_two_processes_end_with_the_weights_of_one(reference, tmp_path):
     print(f"two processes: {seconds:.1f} s, max |weight difference| {worst:.2e}")
     assert worst < WEIGHT_ATOL
     assert load_checkpoint(tmp_path / "latest.pt")["trainer"]["step"] == STEPS
+
+
+def test_two_processes_with_one_validation_image_finish(tmp_path):
+    # Rank 1 has no validation batch: it must still join the sums, and validation must not
+    # go through DDP's forward (its buffer broadcast would wait for rank 0 forever).
+    args = MODEL + ["--data", "synthcity", "--size", "32", "--n-train", "8", "--n-val", "1", "--epochs", "2",
+                    "--batch-size", "4", "--no-augment", "--quiet", "--out", str(tmp_path)]
+    done = torchrun("course_utils.train", *args, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = load_checkpoint(tmp_path / "latest.pt")
+    history = state["history"]
+    assert len(history["val_miou"]) == 2 and state["trainer"]["step"] == 2 * 8 // 4
+    # The validation mIoU is the one image's (rank 0's share summed with rank 1's nothing);
+    # the tolerance allows a pixel or two where channels_last rounds a near-tie differently.
+    pred, true = predictions_of(load_model(tmp_path / "latest.pt"), SynthCity(1, size=32, seed=10_000))
+    cm = confusion_by_hand(pred, true)
+    inter, union = np.diag(cm), cm.sum(0) + cm.sum(1) - np.diag(cm)
+    assert history["val_miou"][-1] == pytest.approx(np.mean([i / u for i, u in zip(inter, union) if u]), abs=2e-3)
 
 
 def test_two_process_evaluation_all_reduces_to_the_one_process_matrix(reference, capsys):
@@ -262,3 +295,145 @@ def test_a_folder_without_the_layout_names_what_is_missing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.startswith("python -m course_utils.train: error:") and "leftImg8bit/train/" in err
+
+
+# -- the command line stays apart from the library ----------------------------------------------
+# The entry points kept at their documented names (`python -m course_utils.train`, ...) are
+# command-line modules themselves; everything else in course_utils is library.
+ENTRY_SHIMS = {"course_utils.train", "course_utils.evaluate"}
+
+
+def library_modules():
+    import pkgutil
+
+    import course_utils
+
+    names = [m.name for m in pkgutil.walk_packages(course_utils.__path__, "course_utils.")]
+    return sorted(n for n in names if not n.startswith("course_utils.cli") and n not in ENTRY_SHIMS)
+
+
+def _imports_outside_main_guard(tree):
+    """(module, level, names) of every import statement not inside ``if __name__ == "__main__":``."""
+    import ast
+
+    found = []
+
+    def walk(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "__main__" in ast.unparse(child.test) and "__name__" in \
+                    ast.unparse(child.test):
+                continue     # `python -m course_utils.zoo` runs the command line; importing the module does not
+            if isinstance(child, ast.Import):
+                found.extend((a.name, 0, []) for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                found.append((child.module or "", child.level, [a.name for a in child.names]))
+            walk(child)
+
+    walk(tree)
+    return found
+
+
+def test_no_library_module_imports_the_command_line():
+    import ast
+    import importlib.util
+
+    offenders = []
+    for name in library_modules():
+        path = importlib.util.find_spec(name).origin
+        package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+        for module, level, names in _imports_outside_main_guard(ast.parse(Path(path).read_text())):
+            if level:
+                base = package.split(".")
+                base = base[:len(base) - (level - 1)]
+                module = ".".join(base + ([module] if module else []))
+            targets = [module] + [f"{module}.{n}" for n in names]
+            if any(t == "course_utils.cli" or t.startswith("course_utils.cli.") for t in targets) or \
+                    any(t in ENTRY_SHIMS for t in targets):
+                offenders.append(f"{name} imports {module} {names}")
+    assert len(library_modules()) > 30          # the walk found the package
+    assert offenders == []
+    # And at run time: importing every library module loads nothing of the command line.
+    code = ("import importlib, sys\n"
+            f"for n in {library_modules()!r}: importlib.import_module(n)\n"
+            "bad = sorted(m for m in sys.modules if m.startswith('course_utils.cli') or m in "
+            f"{sorted(ENTRY_SHIMS)!r})\n"
+            "print(bad)")
+    done = subprocess.run([sys.executable, "-c", code], env=env(), cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_import_check_sees_a_relative_import_of_the_command_line():
+    import ast
+
+    tree = ast.parse("from .cli.train import main\nif __name__ == '__main__':\n    from .cli import zoo\n")
+    assert _imports_outside_main_guard(tree) == [("cli.train", 1, ["main"])]
+
+
+# -- joining a process group (mocked: CI has no GPU) ---------------------------------------------
+class FakeDist:
+    def __init__(self):
+        self.calls = []
+        self.initialized = False
+
+    def install(self, monkeypatch):
+        import torch.distributed as dist
+
+        monkeypatch.setattr(dist, "is_initialized", lambda: self.initialized)
+        monkeypatch.setattr(dist, "init_process_group", self.init_process_group)
+        monkeypatch.setattr(dist, "get_rank", lambda group=None: 3)
+        monkeypatch.setattr(dist, "get_world_size", lambda group=None: 4)
+
+    def init_process_group(self, backend, **kwargs):
+        self.calls.append((backend, kwargs))
+        self.initialized = True
+
+
+def torchrun_env(monkeypatch, local_rank=1):
+    for key, value in {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": str(local_rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_init_distributed_takes_the_gpu_of_its_local_rank_and_nccl(monkeypatch):
+    from course_utils.cli.distributed import init_distributed
+
+    torchrun_env(monkeypatch, local_rank=1)
+    monkeypatch.delenv("COURSE_DEVICE")
+    fake = FakeDist()
+    fake.install(monkeypatch)
+    selected = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: selected.append(torch.device(device)))
+    rank, world, device = init_distributed()
+    assert (rank, world, device) == (3, 4, torch.device("cuda", 1))
+    assert selected == [torch.device("cuda", 1)]          # NCCL's collectives run on the current device
+    [(backend, kwargs)] = fake.calls
+    assert backend == "nccl" and kwargs["device_id"] == torch.device("cuda", 1)
+
+
+def test_init_distributed_honours_course_device_cpu_on_a_gpu_machine(monkeypatch):
+    from course_utils.cli.distributed import init_distributed
+
+    torchrun_env(monkeypatch)
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    fake = FakeDist()
+    fake.install(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: pytest.fail("a GPU was selected"))
+    assert init_distributed() == (3, 4, torch.device("cpu"))
+    assert fake.calls == [("gloo", {"init_method": "env://"})]
+
+
+def test_init_distributed_refuses_more_processes_than_gpus(monkeypatch):
+    from course_utils.cli.distributed import init_distributed
+
+    torchrun_env(monkeypatch, local_rank=2)
+    monkeypatch.delenv("COURSE_DEVICE")
+    FakeDist().install(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match="LOCAL_RANK 2 but only 2 CUDA device"):
+        init_distributed()

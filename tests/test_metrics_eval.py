@@ -283,3 +283,65 @@ def test_significant_best_needs_two_models_with_statistics_of_the_same_images():
         significant_best({"a": np.ones(3)})
     with pytest.raises(ValueError, match="same N"):
         significant_best({"a": np.ones(3), "b": np.ones(4)})
+
+
+# -- extra meters on the one evaluation path -------------------------------------------------------
+class Shifted:
+    """A 'model' whose logits are one-hot of a fixed label map (so its predictions are known)."""
+
+    def __init__(self, pred, num_classes):
+        import torch
+
+        self.logits = torch.nn.functional.one_hot(torch.as_tensor(pred), num_classes).permute(0, 3, 1, 2).float()
+        self.i = 0
+
+    def __call__(self, images):
+        out = self.logits[self.i:self.i + len(images)]
+        self.i += len(images)
+        return out
+
+
+def test_evaluate_feeds_a_boundary_meter_the_same_counts_as_boundary_f1():
+    import torch
+    from torch import nn
+
+    from course_utils.training import BoundaryMeter, Meter, evaluate
+
+    true = np.stack([square(), square(top=3, left=9, size=6), square(top=0, left=0, size=20)])
+    true[1, 0, :] = 255                                   # a void row
+    pred = np.stack([square(top=6), square(top=3, left=9, size=5), np.zeros((20, 20), np.int64)])
+
+    class Wrapper(nn.Module):                              # evaluate needs a module (eval/train mode)
+        def __init__(self):
+            super().__init__()
+            self.fake = Shifted(pred, 2)
+
+        def forward(self, x):
+            return self.fake(x)
+
+    images = torch.zeros(3, 3, 20, 20)
+    loader = [(images[:2], torch.as_tensor(true[:2])), (images[2:], torch.as_tensor(true[2:]))]
+    meter = BoundaryMeter(2.0)
+    assert isinstance(meter, Meter)
+    cm = evaluate(Wrapper(), loader, 2, "cpu", meters=[meter])
+    assert meter.result() == pytest.approx(boundary_f1(pred, true, 2.0))
+    assert meter.counts.tolist() == boundary_counts(pred, true, 2.0).sum(0).tolist()
+    assert cm.total == 3 * 400 - 20                       # the void row is not counted
+
+
+def test_meters_are_summed_across_processes(tmp_path):
+    # A one-process gloo group: all_reduce runs its collective (the sum of one is itself).
+    import torch
+    import torch.distributed as dist
+
+    from course_utils.training import BoundaryMeter
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        meter = BoundaryMeter(1.0)
+        meter.update(torch.as_tensor(square()[None]), torch.as_tensor(square(top=6)[None]))
+        before = meter.counts.copy()
+        meter.all_reduce()
+        assert meter.counts.tolist() == before.tolist() and meter.counts.dtype == np.int64
+    finally:
+        dist.destroy_process_group()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from course_utils import pretrain as pt
+from course_utils.cli import pretrain as pretrain_cli
 from course_utils.datasets import NUM_CLASSES, generate
 from course_utils.models import ResNetBackbone, build_model
 from course_utils.training import sha256_file
@@ -122,7 +123,7 @@ def test_centre_pixel_is_the_label():
 
 def test_tiny_pretrain_run_writes_checkpoint_and_manifest(tmp_path, capsys):
     out = tmp_path / "sub" / "tiny.pt"
-    code = pt.main(["--out", str(out), "--seed", "3", "--scenes", "4", "--val-scenes", "2",
+    code = pretrain_cli.main(["--out", str(out), "--seed", "3", "--scenes", "4", "--val-scenes", "2",
                     "--scene-size", "32", "--crop", "16", "--per-scene", "4", "--epochs", "1",
                     "--batch-size", "4", "--width", "4", "--max-steps", "2"])
     assert code == 0

@@ -208,11 +208,14 @@ def test_custom_loss_receives_auxiliary_outputs():
     assert len(history.val_miou) == 1 and not math.isnan(history.val_miou[0])
 
 
-def test_amp_is_off_on_cpu():
+def test_amp_follows_the_precision_policy_on_a_cpu_without_native_bf16(monkeypatch):
+    from course_utils import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     train, _ = loaders()
     trainer = training.Trainer(tiny_model(), train, None, training.TrainConfig(epochs=1).validate(), device="cpu")
-    assert not trainer.use_amp and not trainer.scaler.is_enabled()
-    with pytest.warns(UserWarning, match="CUDA only"):
+    assert not trainer.use_amp and trainer.scaler is None and trainer.precision.name == "fp32"
+    with pytest.raises(ValueError, match="amp=True needs a CPU with native bf16"):
         training.Trainer(tiny_model(), train, None, training.TrainConfig(epochs=1, amp=True).validate(), device="cpu")
 
 
@@ -373,13 +376,13 @@ def test_checkpoint_gets_ordinary_file_permissions(tmp_path):
 
 
 def test_progress_bar_honours_tqdm_disable(monkeypatch):
-    from course_utils.training import _NoBar, _progress_bar
+    from course_utils.training.progress import NoBar, progress_bar
 
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    assert isinstance(_progress_bar(True, 10, 0), _NoBar)
+    assert isinstance(progress_bar(True, 10, 0), NoBar)
     monkeypatch.setenv("TQDM_DISABLE", "0")
-    bar = _progress_bar(True, 10, 0)
-    assert not isinstance(bar, _NoBar)
+    bar = progress_bar(True, 10, 0)
+    assert not isinstance(bar, NoBar)
     bar.close()
 
 
@@ -424,3 +427,128 @@ def test_batches_are_built_with_one_thread_and_the_thread_count_comes_back():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+# -- random states across machines ---------------------------------------------------------------
+def four_gpu_checkpoint(path, tmp_path, interrupt_step=6):
+    """A checkpoint interrupted at ``interrupt_step``, edited as if written by rank 0 of a 4-GPU
+    run: four ranks' states, each with a CUDA generator state (the old all-GPUs list in one)."""
+    torch.manual_seed(123)
+    train, val = loaders(seed=1)
+    fit(tiny_model(seed=1), train, val, epochs=4, lr=1e-2, keep="last", checkpoint=path,
+        callbacks=[InterruptAt(interrupt_step)], **FAST)
+    state = load_checkpoint(path)
+    fake_cuda = torch.arange(16, dtype=torch.uint8)
+    for key in ("epoch_start", "now"):
+        state["rng"][0][key]["cuda"] = fake_cuda
+    state["rng"] = [state["rng"][0]] + [{k: dict(v, cuda=[fake_cuda] * 4) for k, v in state["rng"][0].items()}] * 3
+    save_checkpoint(path, **state)
+    return fake_cuda
+
+
+def test_a_four_gpu_checkpoint_resumes_exactly_on_the_cpu(tmp_path):
+    options = dict(epochs=4, lr=1e-2, keep="last", **FAST)
+    torch.manual_seed(123)
+    train, val = loaders(seed=1)
+    reference_model = tiny_model(seed=1)
+    reference = fit(reference_model, train, val, **options)
+
+    ckpt = tmp_path / "run.pt"
+    four_gpu_checkpoint(ckpt, tmp_path)
+    assert len(load_checkpoint(ckpt)["rng"]) == 4
+    train, val = loaders(seed=1)
+    resumed_model = tiny_model(seed=7)
+    resumed = fit(resumed_model, train, val, checkpoint=ckpt, resume=True, **options)
+    for (name, a), b in zip(reference_model.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert resumed.step_loss == reference.step_loss
+
+
+@pytest.mark.parametrize("cuda_state_is_list, current, restored", [(False, 0, True), (True, 1, True),
+                                                                     (True, 5, False)])
+def test_only_the_current_gpus_random_state_is_restored(monkeypatch, cuda_state_is_list, current, restored):
+    from course_utils.training import rng
+
+    saved = rng.rng_state(None)
+    mine = torch.full((16,), 7, dtype=torch.uint8)
+    others = torch.zeros(16, dtype=torch.uint8)
+    if cuda_state_is_list:       # older checkpoints: every GPU's state, indexed by device
+        saved["cuda"] = [others] * current + [mine] + [others] * (3 - current) if current < 4 else [others] * 4
+    else:
+        saved["cuda"] = mine
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append((state, device)))
+    rng.set_rng_state(rng.rng_from_plain(rng.rng_to_plain(saved)))
+    if restored:
+        [(state, device)] = calls
+        assert torch.equal(state, mine) and device == current
+    else:
+        assert calls == []       # the checkpoint had fewer GPUs than this device's index
+
+
+def test_a_state_holds_the_current_gpus_generator_only(monkeypatch):
+    from course_utils.training import rng
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: torch.full((4,), device, dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("every GPU's state was read"))
+    assert torch.equal(rng.rng_state(None)["cuda"], torch.full((4,), 2, dtype=torch.uint8))
+
+
+# -- torch.compile ---------------------------------------------------------------------------------
+def test_compile_failures_are_one_clear_sentence(monkeypatch):
+    import torch._dynamo.exc as dynamo_exc
+
+    train, _ = loaders()
+
+    def eager_raises(model, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", eager_raises)
+    with pytest.raises(RuntimeError, match="torch.compile could not compile FCN .*train without compile=True"):
+        fit(tiny_model(), train, epochs=1, compile=True, **FAST)
+
+    class LazilyFailing(nn.Module):       # what a compiled module does: fail at the first call
+        def __init__(self, model):
+            super().__init__()
+            self._orig_mod = model
+
+        def forward(self, x):
+            raise dynamo_exc.InternalTorchDynamoError("backend exploded")
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: LazilyFailing(model))
+    with pytest.raises(RuntimeError, match="torch.compile could not compile FCN .*backend exploded"):
+        fit(tiny_model(), train, epochs=1, compile=True, **FAST)
+
+    class GeneratedCodeFails(LazilyFailing):   # seen here: inductor's code asserting a kernel's strides
+        def forward(self, x):
+            raise AssertionError("expected size 9==9, stride 1==64 at dim=1")
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: GeneratedCodeFails(model))
+    with pytest.raises(RuntimeError, match="torch.compile could not compile FCN .*stride 1==64"):
+        fit(tiny_model(), train, epochs=1, compile=True, **FAST)
+
+
+def test_compile_trains_the_same_parameters(monkeypatch):
+    compiled = []
+
+    class Compiled(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self._orig_mod = model
+
+        def forward(self, x):
+            compiled.append(x.shape)
+            return self._orig_mod(x)
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: Compiled(model))
+    train, val = loaders()
+    model = tiny_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    history = fit(model, train, val, epochs=1, compile=True, **FAST)
+    assert len(compiled) == history.steps == 4     # training ran through the compiled module
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

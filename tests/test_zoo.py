@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from course_utils import zoo
+from course_utils.cli import zoo as zoo_cli
 from course_utils.datasets import CLASSES, SynthCity
 from course_utils.training import evaluate, make_loader, sha256_file
 
@@ -65,8 +66,8 @@ TINY = ["--size", "32", "--n-train", "8", "--n-val", "4", "--epochs", "1", "--ba
 
 def test_the_command_trains_selected_models_and_keeps_the_others(tmp_path):
     out = tmp_path / "zoo"
-    assert zoo.main(["--out", str(out), "--models", "fcn8s", *TINY]) == 0
-    assert zoo.main(["--out", str(out), "--models", "gscnn", *TINY]) == 0
+    assert zoo_cli.main(["--out", str(out), "--models", "fcn8s", *TINY]) == 0
+    assert zoo_cli.main(["--out", str(out), "--models", "gscnn", *TINY]) == 0
     info = json.loads((out / "manifest.json").read_text())
     assert list(info["models"]) == ["fcn8s", "gscnn"]
     assert info["recipe"]["size"] == 32 and info["models"]["gscnn"]["steps"] == 2
@@ -74,7 +75,7 @@ def test_the_command_trains_selected_models_and_keeps_the_others(tmp_path):
     assert model.build_config["name"] == "gscnn" and not model.training
     # A changed recipe makes the kept models stale: they are retrained with it.
     before = info["models"]["fcn8s"]["sha256"]
-    assert zoo.main(["--out", str(out), "--models", "gscnn", *TINY[:-1], "--seed", "1", "--quiet"]) == 0
+    assert zoo_cli.main(["--out", str(out), "--models", "gscnn", *TINY[:-1], "--seed", "1", "--quiet"]) == 0
     info = json.loads((out / "manifest.json").read_text())
     assert set(info["models"]) == {"fcn8s", "gscnn"} and info["recipe"]["seed"] == 1
     assert info["models"]["fcn8s"]["sha256"] != before
@@ -85,7 +86,7 @@ def test_the_pretrained_encoder_is_where_every_zoo_model_starts(tmp_path):
     from course_utils.pretrain import DEFAULT_CHECKPOINT, read_manifest
     from course_utils.training import load_checkpoint
     out = tmp_path / "zoo"
-    zoo.main(["--out", str(out), "--models", "pspnet", *TINY, "--max-steps", "1"])
+    zoo_cli.main(["--out", str(out), "--models", "pspnet", *TINY, "--max-steps", "1"])
     enc = load_checkpoint(DEFAULT_CHECKPOINT, read_manifest()["sha256"])["encoder"]
     trained = zoo.load_zoo_model("pspnet", out).backbone.state_dict()
     # After one small AdamW step the weights are still close to the encoder's, far from a fresh init.

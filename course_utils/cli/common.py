@@ -1,25 +1,20 @@
-"""What the command-line tools share: data specs, the distributed set-up, error reporting.
+"""What the command-line tools share: data specs, model options, error reporting.
 
 A data spec names a data set in one word, so the same command works on a laptop and a
 GPU box: ``synthcity`` (drawn on the fly, no download), ``voc:PATH`` (Pascal VOC 2012,
 the ``VOC2012`` folder or the ``VOCdevkit`` above it) or ``cityscapes:PATH`` (the folder
 holding ``leftImg8bit/`` and ``gtFine/``).
 
-Under ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and
-``MASTER_ADDR``/``MASTER_PORT``) :func:`init_distributed` joins the process group: NCCL
-with one GPU per process on CUDA, gloo on CPU. Without those variables it does nothing,
-so one code path serves one process and many.
+Joining a ``torchrun`` process group is :mod:`course_utils.cli.distributed`'s job.
 """
 from __future__ import annotations
 
 import ast
-import os
 import sys
 from pathlib import Path
 
-import torch
-
-from ._checks import check_int
+from .._checks import check_int
+from .distributed import shutdown_distributed
 
 SCHEMES = ("synthcity", "voc", "cityscapes")
 SPEC_HELP = "synthcity | voc:PATH | cityscapes:PATH"
@@ -53,7 +48,7 @@ def build_dataset(spec: str, split: str, *, train: bool, crop=None, size=64, n: 
     overlap. Folder data sets are read as they are for evaluation (any image size, so
     evaluate with batch size 1) and flipped, rescaled and cropped for training.
     """
-    from .datasets import CityscapesSegmentation, FlipScaleCrop, SynthCity, VOCSegmentation
+    from ..datasets import CityscapesSegmentation, FlipScaleCrop, SynthCity, VOCSegmentation
 
     scheme, root = parse_data_spec(spec)
     if scheme == "synthcity":
@@ -91,65 +86,6 @@ def parse_model_options(items) -> dict:
     return options
 
 
-# -- torch.distributed ----------------------------------------------------------------------
-def init_distributed() -> tuple[int, int, torch.device]:
-    """Join the ``torchrun`` process group if there is one: ``(rank, world_size, device)``."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if world <= 1 or "RANK" not in os.environ:
-        from .device import select_device
-
-        return 0, 1, select_device()
-    if cuda:
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
-    if not dist.is_initialized():
-        # init_method "env://" reads MASTER_ADDR/PORT, RANK and WORLD_SIZE, which torchrun
-        # sets for single- and multi-node launches alike.
-        dist.init_process_group("nccl" if cuda else "gloo", init_method="env://",
-                                **({"device_id": device} if cuda else {}))
-    return dist.get_rank(), dist.get_world_size(), device
-
-
-def shutdown_distributed(wait_for_all: bool = False) -> None:
-    """Leave the process group; ``wait_for_all`` after a run every rank completed.
-
-    Rank 0 still writes files after the last collective; tearing gloo down on one rank
-    while the other is busy aborted the process ("terminate called without an active
-    exception") about one run in three. A barrier on success prevents it; after an error
-    no barrier, since the other ranks may never arrive (torchrun then stops them).
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        if wait_for_all:
-            dist.barrier()
-        dist.destroy_process_group()
-
-
-class ShardSampler(torch.utils.data.Sampler):
-    """Every ``world``-th index from ``rank``, in order, without padding.
-
-    ``DistributedSampler`` repeats samples to give every rank as many; for evaluation that
-    would count some pixels twice, so the all-reduced confusion matrix would no longer be
-    the data set's. Here the shards partition the data set exactly.
-    """
-
-    def __init__(self, n: int, rank: int, world: int):
-        self.indices = list(range(rank, n, world))
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
 def run_main(body, argv, prog: str) -> int:
     """Run ``body(argv)``; a bad input becomes one ``prog: error: ...`` line and exit code 2."""
     completed = False
@@ -173,3 +109,14 @@ def check_batch_split(batch_size: int, world: int) -> int:
         raise ValueError(f"--batch-size is the global batch and must be a multiple of the number of "
                          f"processes ({world}), got {batch_size}")
     return batch_size // world
+
+
+def check_model_config(saved: dict, model: str | None, num_classes: int, where: str) -> None:
+    """Refuse a checkpoint of another model or class count (one line, naming both)."""
+    if not saved:
+        raise CLIError(f"checkpoint {where!r} does not record its model (no model_config)")
+    if model is not None and saved.get("name") != model:
+        raise CLIError(f"checkpoint {where!r} holds model {saved.get('name')!r}, not --model {model!r}")
+    if saved.get("num_classes") != num_classes:
+        raise CLIError(f"checkpoint {where!r} predicts {saved.get('num_classes')} classes but the data has "
+                       f"{num_classes}")

@@ -1,0 +1,15 @@
+"""The command-line tools, apart from the library they drive.
+
+* :mod:`.train`: ``python -m course_utils.train`` (one process or ``torchrun``), over
+  :func:`course_utils.training.fit`.
+* :mod:`.evaluate`: ``python -m course_utils.evaluate``, over
+  :func:`course_utils.training.evaluate`.
+* :mod:`.zoo`: ``python -m course_utils.zoo``, retrains the committed model zoo.
+* :mod:`.pretrain`: ``python -m course_utils.pretrain``, retrains the committed encoder.
+* :mod:`.common` (data specs, model options, one-line errors) and :mod:`.distributed`
+  (joining a ``torchrun`` process group).
+
+The library never imports this package (a test walks the imports); the
+``course_utils.train`` / ``evaluate`` / ``zoo`` / ``pretrain`` modules run these when
+started with ``python -m``.
+"""

@@ -1,0 +1,63 @@
+"""What the library needs from ``torch.distributed``: is it on, which rank, which device
+carries the collectives, and how to sum a tensor across processes. Joining a process
+group is the command line's business (:mod:`course_utils.cli.distributed`)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["dist_initialized", "rank", "world_size", "is_main_process", "collective_device", "all_reduce_sum",
+           "unwrap_model", "unwrap_ddp"]
+
+
+def dist_initialized() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def rank() -> int:
+    return torch.distributed.get_rank() if dist_initialized() else 0
+
+
+def world_size() -> int:
+    return torch.distributed.get_world_size() if dist_initialized() else 1
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def collective_device() -> torch.device:
+    """NCCL reduces CUDA tensors only, on the current CUDA device (the one ``init_distributed``
+    selected from ``LOCAL_RANK``); gloo reduces CPU tensors."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_reduce_sum(values):
+    """``values`` (a tensor or array) summed over all processes, as a CPU tensor; unchanged
+    when not distributed. Every process must call it, with or without data of its own."""
+    tensor = torch.as_tensor(values)
+    if not dist_initialized():
+        return tensor.cpu()
+    on_device = tensor.to(collective_device())
+    torch.distributed.all_reduce(on_device, op=torch.distributed.ReduceOp.SUM)
+    return on_device.cpu()
+
+
+def unwrap_ddp(model: nn.Module) -> nn.Module:
+    """The module inside ``DistributedDataParallel`` / ``DataParallel`` (compiled modules stay compiled)."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module whose ``state_dict`` has plain keys: unwraps DDP/DataParallel and torch.compile."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        else:
+            return model
