@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 
 from course_utils.labels import IGNORE_INDEX
 from course_utils.losses import label_edges
-from course_utils.metrics import (ConfusionMatrix, box_iou, class_components, component_match_counts, crop_box,
+from course_utils.metrics import (ConfusionMatrix, box_iou, class_components, component_match_counts,
                                   label_boundary, match_boxes, zoomed_crop_miou)
 from course_utils.metrics.crops import _back_to_crop
 
@@ -154,4 +154,3 @@ def test_the_names_other_modules_import_are_still_there():
     import course_utils.metrics as m
     for name in m.__all__ + ["_check_range", "predicted_labels", "ConfusionMatrix"]:
         assert hasattr(m, name), name
-    from course_utils.metrics import _check_range  # noqa: F401  (course_utils.training uses it)

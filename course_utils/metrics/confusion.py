@@ -38,9 +38,9 @@ class ConfusionMatrix:
     ``(N, C, H, W)`` (or ``(C, H, W)`` for one image; the argmax over ``C`` is taken) or
     integer labels of the same shape as ``target`` (``(N, H, W)`` or ``(H, W)``); torch
     tensors (any device) or NumPy arrays. Target pixels equal to ``ignore_index``
-    (:data:`course_utils.labels.IGNORE_INDEX`, "void" in Pascal VOC and Cityscapes) are skipped. Matrices from several workers or
-    processes add up: ``a + b``, ``a.merge(b)``, or :meth:`all_reduce` under
-    ``torch.distributed``.
+    (:data:`course_utils.labels.IGNORE_INDEX`, "void" in Pascal VOC and Cityscapes) are skipped.
+    Matrices from several workers or processes add up: ``a + b``, ``a.merge(b)``, or
+    :meth:`all_reduce` under ``torch.distributed``.
     """
 
     def __init__(self, num_classes: int, ignore_index: int | None = IGNORE_INDEX):

@@ -9,8 +9,6 @@ occluder splits one), which is why instance segmentation needs models of its own
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .._checks import check_int
 from .confusion import _label_batch
 
