@@ -2,9 +2,10 @@
 
 In a street scene the far, small objects sit near the vanishing point, so mIoU measured in
 smaller and smaller windows around it asks how a model does with distance. Gated-SCNN's
-paper reports mIoU "at different crop factors" (Takikawa et al., ICCV 2019, Figures 3-5);
-its text and the official repository (nv-tlabs/GSCNN, which has no code for it) leave the
-exact procedure open, so the two protocols here are the course's, inspired by the paper:
+paper reports mIoU "at different crop factors" (Takikawa et al., ICCV 2019, Figures 3-5).
+The exact procedure is not confirmed here: the lecture reproduces only the figures'
+captions, and the official repository (nv-tlabs/GSCNN) has no code for this evaluation. So
+the two protocols below are the course's, inspired by the paper:
 
 * :func:`crop_factor_miou`: keep each image's whole-image prediction and score only the
   pixels of its crop (does the model see far objects well at their real size?);
