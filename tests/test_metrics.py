@@ -184,3 +184,33 @@ def test_all_reduce_sums_the_matrices_of_two_processes(tmp_path):
     whole = ConfusionMatrix(4).update(pred, target).matrix
     for rank in range(2):
         np.testing.assert_array_equal(out[rank].numpy(), whole)
+
+
+# -- the IoU formula, written once (course_utils.metrics.confusion.iou_of_matrix) --------------
+@given(n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 7),
+       seed=st.integers(0, 2**16))
+def test_iou_of_a_bare_matrix_against_set_based_iou(n, h, w, c, seed):
+    from course_utils.metrics import class_iou_of_matrix, iou_of_matrix, miou_of_matrix
+
+    pred, target = random_case(np.random.default_rng(seed), n, h, w, c, 0.2)
+    expected = set_based_iou(pred, target, c)
+    matrix = ConfusionMatrix(c).update(pred, target).matrix
+    np.testing.assert_allclose(iou_of_matrix(matrix), expected, equal_nan=True)
+    finite = expected[~np.isnan(expected)]
+    assert (math.isnan(miou_of_matrix(matrix)) if finite.size == 0
+            else math.isclose(miou_of_matrix(matrix), finite.mean()))
+    for k in range(c):
+        got = class_iou_of_matrix(k)(matrix)
+        assert math.isnan(got) if math.isnan(expected[k]) else math.isclose(got, expected[k])
+
+
+def test_iou_of_matrix_by_hand_and_bad_input():
+    from course_utils.metrics import class_iou_of_matrix, iou_of_matrix
+
+    # 2 classes: 3 pixels of class 0 right, 1 predicted as 1; 2 of class 1 right.
+    m = np.array([[3, 1], [0, 2]])
+    np.testing.assert_allclose(iou_of_matrix(m), [3 / 4, 2 / 3])
+    with pytest.raises(ValueError, match="square"):
+        iou_of_matrix(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="k must be"):
+        class_iou_of_matrix(2)(m)
