@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from course_utils.losses import GSCNNLoss
-from course_utils.models import adaptive_avg_pool2d, available_models, build_model, replicate_pad
+from course_utils.models import adaptive_avg_pool2d, available_models, replicate_pad
 from course_utils.models.backbone import pooling_matrix, upsample_aligned
 from course_utils.training import logits_of
 
