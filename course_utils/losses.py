@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ._checks import check_int
 from .labels import IGNORE_INDEX
+from .metrics import predicted_labels
 
 __all__ = ["cross_entropy", "label_edges", "balanced_bce", "balanced_bce_weights", "soft_boundaries",
            "dual_task_loss", "GSCNNLoss"]
@@ -79,20 +80,6 @@ def _window_max(x: torch.Tensor, radius: int) -> torch.Tensor:
     for d in range(1, k):
         m = torch.maximum(m, p[..., d:d + h, :])
     return m
-
-
-def _first_argmax(values: list) -> torch.Tensor:
-    """Index of the largest of equally shaped tensors, element-wise; ties go to the first.
-
-    The same as ``torch.stack(values).max(0).indices`` for a handful of tensors, in a few
-    element-wise passes (a max over a non-innermost dimension is slow on CPU).
-    """
-    best, index = values[0], torch.zeros(values[0].shape, dtype=torch.long, device=values[0].device)
-    for i, v in enumerate(values[1:], 1):
-        better = v > best
-        best = torch.where(better, v, best)
-        index = torch.where(better, i, index)
-    return index
 
 
 def label_edges(labels: torch.Tensor, radius: int = 1, ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
@@ -169,13 +156,13 @@ def soft_boundaries(probs: torch.Tensor, radius: int = 1, valid: torch.Tensor | 
         hi = probs if valid is None else torch.where(valid[:, None], probs, float("-inf"))
         lo = -probs if valid is None else torch.where(valid[:, None], -probs, float("-inf"))
         spread = _window_max(hi, r) + _window_max(lo, r)
-        cls = _first_argmax([spread[:, i] for i in range(c)])[:, None]      # (N, 1, H, W)
+        # max(dim).indices: the first of tied maxima, as max pooling and amax pick them.
+        cls = spread.max(1, keepdim=True).indices                            # (N, 1, H, W)
         hi = F.pad(hi, (r, r, r, r), value=float("-inf"))
         lo = F.pad(lo, (r, r, r, r), value=float("-inf"))
         offsets = [(di, dj) for di in range(k) for dj in range(k)]
-        best_hi = _first_argmax([hi[..., di:di + h, dj:dj + w].gather(1, cls)[:, 0] for di, dj in offsets])
-        best_lo = _first_argmax([lo[..., di:di + h, dj:dj + w].gather(1, cls)[:, 0] for di, dj in offsets])
-        best = torch.stack([best_hi, best_lo])                               # (2, N, H, W)
+        best = torch.stack([torch.cat([t[..., di:di + h, dj:dj + w].gather(1, cls) for di, dj in offsets], 1)
+                            .max(1).indices for t in (hi, lo)])                  # (2, N, H, W)
         # A window with no valid pixel points anywhere; clamping keeps the index in range
         # (the pixel is masked below).
         rows = (torch.arange(h, device=probs.device)[:, None] + torch.div(best, k, rounding_mode="floor") - r)
@@ -226,8 +213,7 @@ def _dual_task(seg_logits, labels, valid, gt, edge_logits, ce, ignore_index, rad
     which :class:`GSCNNLoss` shares with its other terms instead of computing them twice."""
     soft = soft_boundaries(torch.softmax(seg_logits / temperature, 1), radius, valid)
     with torch.no_grad():
-        pred = _first_argmax([seg_logits[:, i] for i in range(seg_logits.shape[1])])   # predicted_labels
-        hard = label_edges(torch.where(valid, pred, ignore_index), radius, ignore_index)
+        hard = label_edges(torch.where(valid, predicted_labels(seg_logits), ignore_index), radius, ignore_index)
         union = ((gt > 0) | (hard > 0)) & valid
     diff = (soft - gt).abs() * valid
     loss = diff.sum() / union.sum().clamp_min(1)

@@ -292,13 +292,6 @@ def test_gscnn_loss_value_and_gradients_match_the_original_implementation(seed):
         torch.testing.assert_close(dual_task_loss(logits, labels, e), ref_dual_task_loss(logits, labels, e))
 
 
-def test_first_argmax_breaks_ties_like_max():
-    from course_utils.losses import _first_argmax
-    g = torch.Generator().manual_seed(0)
-    values = [torch.randint(0, 3, (4, 5, 6), generator=g).float() for _ in range(7)]
-    assert torch.equal(_first_argmax(values), torch.stack(values).max(0).indices)
-
-
 def test_every_loss_runs_on_the_meta_device():
     # No tensor created on the CPU inside the losses and no value read back: the same
     # code then runs on any device without a host sync per step.
