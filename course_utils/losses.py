@@ -16,6 +16,15 @@ Boundary convention (shared by :func:`label_edges` and :func:`soft_boundaries`):
 on a boundary when its ``(2 radius + 1)``-square window holds more than one class. So a
 boundary is ``2 radius`` pixels thick, straddling the class change, and the soft version
 of a one-hot (confident) prediction is exactly the hard version of its labels.
+
+Cost: window maxima are separable (a row pass, then a column pass of element-wise
+``torch.maximum`` over shifted slices), the same values as ``F.max_pool2d`` with
+``-inf`` padding at a fraction of its CPU time. :func:`soft_boundaries` finds its winning
+pixels without autograd and looks them up differentiably, so its backward pass touches
+two pixels per output pixel instead of every class map; its gradient is the max-pool
+formulation's (where classes tie for the largest range, the lowest takes the whole
+gradient instead of an equal share). Nothing here reads a value back to Python, so a
+step on a GPU never waits for the loss: :class:`GSCNNLoss` keeps its parts as tensors.
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_int
+from .labels import IGNORE_INDEX
 from .metrics import predicted_labels
 
 __all__ = ["cross_entropy", "label_edges", "balanced_bce", "balanced_bce_weights", "soft_boundaries",
@@ -44,7 +54,7 @@ def _check_logits(logits, labels) -> torch.Tensor:
     return logits
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255,
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
                   weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over the pixels whose label is not ``ignore_index``."""
     labels = _check_labels(labels)
@@ -53,11 +63,26 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int 
 
 
 def _window_max(x: torch.Tensor, radius: int) -> torch.Tensor:
-    # max_pool2d pads with -inf, so the border only sees pixels inside the image.
-    return F.max_pool2d(x, 2 * radius + 1, stride=1, padding=radius)
+    """Max over each pixel's ``(2 radius + 1)``-square window of pixels inside the image.
+
+    Equal to ``F.max_pool2d(x, 2 radius + 1, stride=1, padding=radius)`` (which pads with
+    ``-inf``), computed as a row pass and a column pass of ``torch.maximum`` over shifted
+    slices: ``4 radius`` element-wise maxima instead of ``(2 radius + 1)^2`` comparisons
+    per pixel (CPU max pooling with stride 1 is slow). Used without gradients.
+    """
+    h, w, k = x.shape[-2], x.shape[-1], 2 * radius + 1
+    p = F.pad(x, (radius, radius), value=float("-inf"))
+    m = p[..., :, 0:w]
+    for d in range(1, k):
+        m = torch.maximum(m, p[..., :, d:d + w])
+    p = F.pad(m, (0, 0, radius, radius), value=float("-inf"))
+    m = p[..., 0:h, :]
+    for d in range(1, k):
+        m = torch.maximum(m, p[..., d:d + h, :])
+    return m
 
 
-def label_edges(labels: torch.Tensor, radius: int = 1, ignore_index: int | None = 255) -> torch.Tensor:
+def label_edges(labels: torch.Tensor, radius: int = 1, ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
     """Boundary map ``(N, H, W)`` (float 0/1) of integer ``labels`` ``(N, H, W)``.
 
     A pixel is an edge when its ``(2 radius + 1)``-square window holds more than one class.
@@ -68,9 +93,8 @@ def label_edges(labels: torch.Tensor, radius: int = 1, ignore_index: int | None 
     radius = check_int("radius", radius, 1, 64)
     lab = labels[:, None].float()
     valid = torch.ones_like(lab, dtype=torch.bool) if ignore_index is None else lab != ignore_index
-    inf = torch.tensor(float("inf"), device=lab.device)
-    hi = _window_max(torch.where(valid, lab, -inf), radius)
-    lo = -_window_max(torch.where(valid, -lab, -inf), radius)
+    hi = _window_max(torch.where(valid, lab, float("-inf")), radius)
+    lo = -_window_max(torch.where(valid, -lab, float("-inf")), radius)
     return ((hi > lo) & valid)[:, 0].float()
 
 
@@ -122,17 +146,38 @@ def soft_boundaries(probs: torch.Tensor, radius: int = 1, valid: torch.Tensor | 
     radius = check_int("radius", radius, 1, 64)
     if probs.ndim != 4:
         raise ValueError(f"probs must be (N, C, H, W), got {tuple(probs.shape)}")
+    n, c, h, w = probs.shape
+    r, k = radius, 2 * radius + 1
+    # Which pixel wins each max and min is found without autograd; the result is then one
+    # differentiable look-up of those pixels, so the backward pass scatters 2 N H W values
+    # instead of running max-pool backward passes over all N C H W class maps. The winners
+    # are those of the max-pool formulation (first in row-major window order).
+    with torch.no_grad():
+        hi = probs if valid is None else torch.where(valid[:, None], probs, float("-inf"))
+        lo = -probs if valid is None else torch.where(valid[:, None], -probs, float("-inf"))
+        spread = _window_max(hi, r) + _window_max(lo, r)
+        # max(dim).indices: the first of tied maxima, as max pooling and amax pick them.
+        cls = spread.max(1, keepdim=True).indices                            # (N, 1, H, W)
+        hi = F.pad(hi, (r, r, r, r), value=float("-inf"))
+        lo = F.pad(lo, (r, r, r, r), value=float("-inf"))
+        offsets = [(di, dj) for di in range(k) for dj in range(k)]
+        best = torch.stack([torch.cat([t[..., di:di + h, dj:dj + w].gather(1, cls) for di, dj in offsets], 1)
+                            .max(1).indices for t in (hi, lo)])                  # (2, N, H, W)
+        # A window with no valid pixel points anywhere; clamping keeps the index in range
+        # (the pixel is masked below).
+        rows = (torch.arange(h, device=probs.device)[:, None] + torch.div(best, k, rounding_mode="floor") - r)
+        cols = (torch.arange(w, device=probs.device)[None, :] + best % k - r)
+        base = (torch.arange(n, device=probs.device)[:, None, None] * c + cls[:, 0]) * (h * w)
+        index = base + rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)
+    picked = probs.reshape(-1).take(index)
+    out = picked[0] - picked[1]
     if valid is None:
-        return (_window_max(probs, radius) + _window_max(-probs, radius)).amax(1)
-    v = valid[:, None]
-    low = torch.tensor(float("-inf"), dtype=probs.dtype, device=probs.device)
-    spread = _window_max(torch.where(v, probs, low), radius) + _window_max(torch.where(v, -probs, low), radius)
-    # An invalid pixel's own window may hold no valid pixel at all (-inf); it is masked anyway.
-    return torch.where(valid, spread.amax(1), torch.zeros((), dtype=probs.dtype, device=probs.device))
+        return out
+    return torch.where(valid, out, torch.zeros((), dtype=probs.dtype, device=probs.device))
 
 
 def dual_task_loss(seg_logits: torch.Tensor, labels: torch.Tensor, edge_logits: torch.Tensor | None = None,
-                   ignore_index: int = 255, radius: int = 1, temperature: float = 1.0,
+                   ignore_index: int = IGNORE_INDEX, radius: int = 1, temperature: float = 1.0,
                    edge_threshold: float = 0.8) -> torch.Tensor:
     """Gated-SCNN's dual-task regulariser (two terms, summed).
 
@@ -152,8 +197,20 @@ def dual_task_loss(seg_logits: torch.Tensor, labels: torch.Tensor, edge_logits: 
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0.0 <= edge_threshold < 1.0:
         raise ValueError(f"edge_threshold must be in [0, 1), got {edge_threshold}")
+    radius = check_int("radius", radius, 1, 64)
     valid = labels != ignore_index
     gt = label_edges(labels, radius, ignore_index)
+    ce = None
+    if edge_logits is not None:
+        ce = F.cross_entropy(seg_logits, labels.long(), ignore_index=ignore_index, reduction="none")
+    return _dual_task(seg_logits, labels, valid, gt, edge_logits, ce, ignore_index, radius, temperature,
+                      edge_threshold)
+
+
+def _dual_task(seg_logits, labels, valid, gt, edge_logits, ce, ignore_index, radius, temperature, edge_threshold):
+    """:func:`dual_task_loss` from precomputed parts: ``valid`` pixels, ground-truth edges ``gt`` and
+    the per-pixel cross-entropy ``ce`` (0 at void pixels; needed only with ``edge_logits``),
+    which :class:`GSCNNLoss` shares with its other terms instead of computing them twice."""
     soft = soft_boundaries(torch.softmax(seg_logits / temperature, 1), radius, valid)
     with torch.no_grad():
         hard = label_edges(torch.where(valid, predicted_labels(seg_logits), ignore_index), radius, ignore_index)
@@ -166,7 +223,6 @@ def dual_task_loss(seg_logits: torch.Tensor, labels: torch.Tensor, edge_logits: 
             raise ValueError(f"edge_logits must be (N, 1, H, W) matching labels {tuple(labels.shape)}, "
                              f"got {tuple(edge_logits.shape)}")
         mask = (torch.sigmoid(e.detach()) > edge_threshold) & valid
-        ce = F.cross_entropy(seg_logits, labels.long().clamp(0, seg_logits.shape[1] - 1), reduction="none")
         loss = loss + (ce * mask).sum() / mask.sum().clamp_min(1)
     return loss
 
@@ -176,11 +232,18 @@ class GSCNNLoss:
 
     Call as ``loss(output, labels)`` with a model output ``{"out": logits, "edge": edge_logits}``
     (Gated-SCNN in training mode) or plain logits (then only the cross-entropy and the
-    first dual-task term apply). ``last`` holds the parts of the last call, as floats.
+    first dual-task term apply). ``last`` holds the parts of the last call as floats, read
+    when asked (on a GPU each read waits for the step); ``last_tensors`` holds them as
+    detached tensors, for callers that log without waiting.
+
+    The terms share their work: the ground-truth edges are computed once for the edge BCE
+    and the dual-task term, and the per-pixel cross-entropy once for the segmentation loss
+    and the dual-task edge term (the same values as :func:`cross_entropy` and
+    :func:`dual_task_loss` called separately, up to float rounding).
     """
 
     def __init__(self, seg_weight: float = 1.0, edge_weight: float = 1.0, dual_weight: float = 1.0,
-                 ignore_index: int = 255, radius: int = 1, edge_threshold: float = 0.8):
+                 ignore_index: int = IGNORE_INDEX, radius: int = 1, edge_threshold: float = 0.8):
         for name, v in (("seg_weight", seg_weight), ("edge_weight", edge_weight), ("dual_weight", dual_weight)):
             if not v >= 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")
@@ -188,7 +251,12 @@ class GSCNNLoss:
         self.ignore_index = ignore_index
         self.radius = check_int("radius", radius, 1, 64)
         self.edge_threshold = edge_threshold
-        self.last: dict = {}
+        self.last_tensors: dict = {}
+
+    @property
+    def last(self) -> dict:
+        """The parts of the last call (``"seg"``, ``"edge"``, ``"dual"``) as Python floats."""
+        return {k: float(v) for k, v in self.last_tensors.items()}
 
     def __call__(self, output, labels: torch.Tensor) -> torch.Tensor:
         if isinstance(output, dict):
@@ -197,19 +265,27 @@ class GSCNNLoss:
             logits, edge = output["out"], output.get("edge")
         else:
             logits, edge = output, None
-        seg = cross_entropy(logits, labels, self.ignore_index)
-        total, parts = self.seg_weight * seg, {"seg": float(seg.detach())}
+        labels = _check_labels(labels)
+        _check_logits(logits, labels)
+        valid = labels != self.ignore_index
+        # One per-pixel cross-entropy (0 at void pixels) for the segmentation term and the
+        # dual-task edge term; its mean over valid pixels is F.cross_entropy's mean.
+        ce = F.cross_entropy(logits, labels.long(), ignore_index=self.ignore_index, reduction="none")
+        seg = ce.sum() / valid.sum()
+        total, parts = self.seg_weight * seg, {"seg": seg.detach()}
+        gt = None
+        if (edge is not None and self.edge_weight) or self.dual_weight:
+            gt = label_edges(labels, self.radius, self.ignore_index)
         if edge is not None and self.edge_weight:
-            valid = labels != self.ignore_index
-            bce = balanced_bce(edge, label_edges(labels, self.radius, self.ignore_index), valid)
+            bce = balanced_bce(edge, gt, valid)
             total = total + self.edge_weight * bce
-            parts["edge"] = float(bce.detach())
+            parts["edge"] = bce.detach()
         if self.dual_weight:
-            dual = dual_task_loss(logits, labels, edge, self.ignore_index, self.radius,
-                                  edge_threshold=self.edge_threshold)
+            dual = _dual_task(logits, labels, valid, gt, edge, ce, self.ignore_index, self.radius, 1.0,
+                              self.edge_threshold)
             total = total + self.dual_weight * dual
-            parts["dual"] = float(dual.detach())
-        self.last = parts
+            parts["dual"] = dual.detach()
+        self.last_tensors = parts
         return total
 
     def __repr__(self) -> str:

@@ -7,9 +7,13 @@ Mixed precision is a choice of (autocast dtype, gradient scaler) per device:
 * CUDA without it (T4, V100: capability 7.x): fp16 with a gradient scaler.
   ``torch.cuda.is_bf16_supported()`` is not asked: by default it also counts emulated
   bf16, which is true on 7.x GPUs and slow there.
-* CPU: bf16 only where the CPU has native bf16 instructions (AVX512-BF16 or AMX). On
-  other CPUs autocast to bf16 emulates the arithmetic and is slower than fp32, so it is
-  never chosen (and ``amp=True`` there is refused with a sentence).
+* CPU: bf16 only where the CPU has native bf16 instructions (AVX512-BF16 or AMX), and
+  with ``amp=None`` only where a short timed probe (:func:`cpu_bf16_speedup`, once per
+  process) finds a training step of a small conv net at least ``CPU_BF16_MIN_SPEEDUP``
+  times faster in bf16: on small course models the casts can eat the gain. On other CPUs
+  autocast to bf16 emulates the arithmetic (measured on an AVX2-only EPYC: ~1 GFLOP/s
+  against 170 in fp32), so it is never chosen, the probe never runs, and ``amp=True``
+  there is refused with a sentence.
 * MPS, or mixed precision off: no autocast context at all (``contextlib.nullcontext``);
   constructing ``torch.autocast("mps", enabled=False)`` raises on older torch versions.
 
@@ -22,10 +26,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import time
 
 import torch
 
-__all__ = ["Precision", "choose_precision", "cpu_has_native_bf16", "cuda_has_native_bf16", "FULL"]
+__all__ = ["Precision", "choose_precision", "cpu_has_native_bf16", "cuda_has_native_bf16", "cpu_bf16_speedup",
+           "CPU_BF16_MIN_SPEEDUP", "FULL"]
+
+# bf16 autocast on a CPU is chosen by default only when the probe measures at least this
+# speed-up: below it, a difference of a few percent is within the noise of a shared machine
+# and not worth bf16's coarser rounding.
+CPU_BF16_MIN_SPEEDUP = 1.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +99,38 @@ def cpu_has_native_bf16() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_speedup(size: int = 64, channels: int = 32, repeat: int = 3) -> float:
+    """fp32 time / bf16-autocast time of a training step of a small conv net on this CPU.
+
+    Measured once per process (cached), in well under a second where bf16 is native;
+    call it only there (:func:`choose_precision` does): with emulated bf16 it would take
+    long, to say what is already known (bf16 is slower).
+    """
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(channels, 8, 1))
+    x = torch.rand(4, 3, size, size)
+
+    def best(precision: Precision) -> float:
+        times = []
+        for _ in range(repeat + 1):       # the first round warms up (kernels, allocator)
+            start = time.perf_counter()
+            with precision.autocast():
+                loss = net(x).float().square().mean()
+            loss.backward()
+            times.append(time.perf_counter() - start)
+        net.zero_grad(set_to_none=True)
+        return min(times[1:])
+
+    fp32 = best(Precision("cpu"))
+    bf16 = best(Precision("cpu", torch.bfloat16))
+    return fp32 / max(bf16, 1e-9)
+
+
 def choose_precision(device, amp: bool | None = None) -> Precision:
     """The precision policy for ``device`` (see the module docstring)."""
     if amp not in (None, True, False):
@@ -103,9 +146,12 @@ def choose_precision(device, amp: bool | None = None) -> Precision:
     if kind == "cpu":
         if cpu_has_native_bf16():
             if amp is None:
-                # Worth it only where it is measured faster; the caller decides per model
-                # (amp=True); the policy's default on CPU stays fp32.
-                return Precision(kind, reason="CPU with native bf16: off unless asked (amp=True)")
+                speedup = cpu_bf16_speedup()
+                if speedup < CPU_BF16_MIN_SPEEDUP:
+                    return Precision(kind, reason=f"CPU with native bf16, but measured only {speedup:.2f}x "
+                                                  "faster than fp32 here: fp32")
+                return Precision(kind, torch.bfloat16, False,
+                                 f"CPU with native bf16, measured {speedup:.2f}x faster than fp32")
             return Precision(kind, torch.bfloat16, False, "CPU with native bf16 (AVX512-BF16 / AMX)")
         if amp:
             raise ValueError("amp=True needs a CPU with native bf16 (AVX512-BF16 or AMX); this CPU has "

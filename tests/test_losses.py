@@ -7,11 +7,12 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
+from course_utils.labels import IGNORE_INDEX
 from course_utils.losses import (GSCNNLoss, balanced_bce, balanced_bce_weights, cross_entropy, dual_task_loss,
                                  label_edges, soft_boundaries)
 
 
-def brute_edges(lab, radius, void=255):
+def brute_edges(lab, radius, void=IGNORE_INDEX):
     """Reference: a pixel is an edge when its window holds two different non-void labels."""
     h, w = lab.shape
     out = np.zeros((h, w))
@@ -30,7 +31,7 @@ def confident(labels, num_classes, scale=100.0):
 
 def test_cross_entropy_by_hand_skips_void():
     logits = torch.tensor([[[[2.0, 0.0]], [[0.0, 1.0]]]])      # (1, 2, 1, 2)
-    labels = torch.tensor([[[0, 255]]])
+    labels = torch.tensor([[[0, IGNORE_INDEX]]])
     expected = -math.log(math.exp(2) / (math.exp(2) + 1))       # only the first pixel counts
     assert math.isclose(float(cross_entropy(logits, labels)), expected, rel_tol=1e-6)
 
@@ -43,7 +44,7 @@ def test_label_edges_by_hand():
     torch.testing.assert_close(label_edges(lab), expected)
     assert label_edges(lab, radius=2).min() == 1          # every window now spans both classes
     # Void makes no edges: its border with a class is not an annotated boundary.
-    void = torch.tensor([[[0, 0, 255, 255]]])
+    void = torch.tensor([[[0, 0, IGNORE_INDEX, IGNORE_INDEX]]])
     assert label_edges(void).sum() == 0
 
 
@@ -52,17 +53,17 @@ def test_label_edges_by_hand():
 def test_label_edges_and_soft_boundaries_match_a_brute_force_reference(h, w, radius, seed):
     rng = np.random.default_rng(seed)
     lab = rng.integers(0, 3, (h, w))
-    lab[rng.random((h, w)) < 0.15] = 255
+    lab[rng.random((h, w)) < 0.15] = IGNORE_INDEX
     ref = brute_edges(lab, radius)
     labels = torch.from_numpy(lab)[None]
     np.testing.assert_array_equal(label_edges(labels, radius)[0].numpy(), ref)
     # The soft boundaries of a one-hot prediction are the hard edges of its labels.
-    clean = torch.from_numpy(np.where(lab == 255, 0, lab))[None]
+    clean = torch.from_numpy(np.where(lab == IGNORE_INDEX, 0, lab))[None]
     onehot = F.one_hot(clean, 3).permute(0, 3, 1, 2).float()
     np.testing.assert_array_equal(soft_boundaries(onehot, radius)[0].numpy(),
                                   brute_edges(clean[0].numpy(), radius))
     # With the void mask, whatever is predicted at void pixels is left out, as in label_edges.
-    np.testing.assert_array_equal(soft_boundaries(onehot, radius, labels != 255)[0].numpy(), ref)
+    np.testing.assert_array_equal(soft_boundaries(onehot, radius, labels != IGNORE_INDEX)[0].numpy(), ref)
 
 
 def test_balanced_bce_weights_by_hand():
@@ -102,7 +103,7 @@ def scene(n=2, h=12, w=14, seed=0):
     labels[:, :, w // 2:] = 1
     labels[:, h // 2:, :] = 2
     labels[:, 2:5, 2:5] = torch.randint(0, 3, (1,), generator=g)
-    labels[:, 0, 0] = 255
+    labels[:, 0, 0] = IGNORE_INDEX
     return labels
 
 
@@ -158,7 +159,7 @@ def test_gscnn_loss_combines_the_parts():
     logits, edge = torch.randn(2, 3, 12, 14), torch.randn(2, 1, 12, 14)
     loss = GSCNNLoss(seg_weight=1.0, edge_weight=2.0, dual_weight=0.5)
     total = loss({"out": logits, "edge": edge}, labels)
-    valid = labels != 255
+    valid = labels != IGNORE_INDEX
     expected = (cross_entropy(logits, labels) + 2.0 * balanced_bce(edge, label_edges(labels), valid)
                 + 0.5 * dual_task_loss(logits, labels, edge))
     torch.testing.assert_close(total, expected)
@@ -184,3 +185,124 @@ def test_gscnn_loss_combines_the_parts():
 def test_bad_input_is_refused(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# -- the fast implementation against the original one (kept here as the reference) ----------
+# The original formulation (max pooling with autograd through every class map, two
+# separate cross-entropies, ground-truth edges computed twice), as committed before the
+# speed-up: the new code must give the same losses and the same gradients.
+def ref_window_max(x, radius):
+    return F.max_pool2d(x, 2 * radius + 1, stride=1, padding=radius)
+
+
+def ref_label_edges(labels, radius=1, ignore_index=IGNORE_INDEX):
+    lab = labels[:, None].float()
+    valid = lab != ignore_index
+    inf = torch.tensor(float("inf"))
+    hi = ref_window_max(torch.where(valid, lab, -inf), radius)
+    lo = -ref_window_max(torch.where(valid, -lab, -inf), radius)
+    return ((hi > lo) & valid)[:, 0].float()
+
+
+def ref_soft_boundaries(probs, radius=1, valid=None):
+    if valid is None:
+        return (ref_window_max(probs, radius) + ref_window_max(-probs, radius)).amax(1)
+    v = valid[:, None]
+    low = torch.tensor(float("-inf"), dtype=probs.dtype)
+    spread = ref_window_max(torch.where(v, probs, low), radius) + ref_window_max(torch.where(v, -probs, low), radius)
+    return torch.where(valid, spread.amax(1), torch.zeros((), dtype=probs.dtype))
+
+
+def ref_dual_task_loss(seg_logits, labels, edge_logits=None, ignore_index=IGNORE_INDEX, radius=1, temperature=1.0,
+                       edge_threshold=0.8):
+    valid = labels != ignore_index
+    gt = ref_label_edges(labels, radius, ignore_index)
+    soft = ref_soft_boundaries(torch.softmax(seg_logits / temperature, 1), radius, valid)
+    with torch.no_grad():
+        hard = ref_label_edges(torch.where(valid, seg_logits.argmax(1), ignore_index), radius, ignore_index)
+        union = ((gt > 0) | (hard > 0)) & valid
+    loss = ((soft - gt).abs() * valid).sum() / union.sum().clamp_min(1)
+    if edge_logits is not None:
+        mask = (torch.sigmoid(edge_logits[:, 0].detach()) > edge_threshold) & valid
+        ce = F.cross_entropy(seg_logits, labels.clamp(0, seg_logits.shape[1] - 1), reduction="none")
+        loss = loss + (ce * mask).sum() / mask.sum().clamp_min(1)
+    return loss
+
+
+def ref_gscnn_loss(logits, edge, labels):
+    valid = labels != IGNORE_INDEX
+    seg = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+    bce = balanced_bce(edge, ref_label_edges(labels), valid)
+    return seg + bce + ref_dual_task_loss(logits, labels, edge), (seg, bce)
+
+
+def random_case(seed, n=2, c=5, h=17, w=23, void=0.1, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, c, (n, h, w), generator=g)
+    # Blocky labels (as in scenes) plus scattered void pixels.
+    labels = labels[:, ::3, ::3].repeat_interleave(3, 1).repeat_interleave(3, 2)[:, :h, :w].contiguous()
+    labels[torch.rand(n, h, w, generator=g) < void] = IGNORE_INDEX
+    logits = (3 * torch.randn(n, c, h, w, generator=g, dtype=dtype)).requires_grad_()
+    edge = (2 * torch.randn(n, 1, h, w, generator=g, dtype=dtype)).requires_grad_()
+    return logits, edge, labels
+
+
+@settings(max_examples=25)
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 3), st.integers(0, 2**31 - 1))
+def test_window_max_is_max_pooling(h, w, radius, seed):
+    x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(seed))
+    x[x > 1.5] = float("-inf")
+    from course_utils.losses import _window_max
+    torch.testing.assert_close(_window_max(x, radius), ref_window_max(x, radius), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("radius", [1, 2])
+def test_soft_boundaries_value_and_gradient_match_the_max_pool_formulation(seed, radius):
+    logits, _, labels = random_case(seed)
+    valid = labels != IGNORE_INDEX
+    for v in (None, valid):
+        probs = torch.softmax(logits, 1)
+        weights = torch.rand(labels.shape, generator=torch.Generator().manual_seed(seed), dtype=probs.dtype)
+        new = soft_boundaries(probs, radius, v)
+        ref = ref_soft_boundaries(torch.softmax(logits, 1), radius, v)
+        torch.testing.assert_close(new, ref, rtol=0, atol=0)
+        g_new, = torch.autograd.grad((new * weights).sum(), logits)
+        g_ref, = torch.autograd.grad((ref * weights).sum(), logits)
+        torch.testing.assert_close(g_new, g_ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_gscnn_loss_value_and_gradients_match_the_original_implementation(seed):
+    logits, edge, labels = random_case(seed, dtype=torch.float32)
+    loss = GSCNNLoss()
+    new = loss({"out": logits, "edge": edge}, labels)
+    ref, (seg, bce) = ref_gscnn_loss(logits, edge, labels)
+    torch.testing.assert_close(new, ref)
+    g_new = torch.autograd.grad(new, (logits, edge))
+    g_ref = torch.autograd.grad(ref, (logits, edge))
+    for a, b in zip(g_new, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    # The parts are kept as tensors (no host sync in the step) and read as floats.
+    assert all(isinstance(v, torch.Tensor) and not v.requires_grad for v in loss.last_tensors.values())
+    assert loss.last["seg"] == pytest.approx(float(seg.detach()), rel=1e-5)
+    assert loss.last["edge"] == pytest.approx(float(bce.detach()), rel=1e-5)
+    # dual_task_loss on its own agrees with the reference too, with and without edges.
+    for e in (None, edge):
+        torch.testing.assert_close(dual_task_loss(logits, labels, e), ref_dual_task_loss(logits, labels, e))
+
+
+def test_every_loss_runs_on_the_meta_device():
+    # No tensor created on the CPU inside the losses and no value read back: the same
+    # code then runs on any device without a host sync per step.
+    n, c, h, w = 2, 4, 9, 11
+    logits = torch.empty(n, c, h, w, device="meta", requires_grad=True)
+    edge = torch.empty(n, 1, h, w, device="meta", requires_grad=True)
+    labels = torch.empty(n, h, w, dtype=torch.long, device="meta")
+    parts = [cross_entropy(logits, labels), label_edges(labels), balanced_bce(edge, label_edges(labels)),
+             soft_boundaries(torch.softmax(logits, 1), 1, labels != IGNORE_INDEX), dual_task_loss(logits, labels, edge)]
+    loss = GSCNNLoss()
+    total = loss({"out": logits, "edge": edge}, labels)
+    total.backward()
+    assert all(p.device.type == "meta" for p in parts + [total, logits.grad, edge.grad])
+    assert set(loss.last_tensors) == {"seg", "edge", "dual"}

@@ -14,7 +14,15 @@ live here, so PSPNet, DeepLab or Gated-SCNN is one short file:
 
 Alignment convention: every strided layer is a 3x3 (or 1x1) convolution with "same"
 padding, so feature pixel ``i`` at stride ``s`` is centred on input pixel ``s * i`` and a
-feature map of an ``H``-pixel input has ``ceil(H / s)`` rows. Decoders rely on this.
+feature map of an ``H``-pixel input has ``ceil(H / s)`` rows. Decoders rely on this, through
+:func:`upsample_aligned`, which resizes a feature map to the input under this convention.
+
+Two ops are written here instead of called from ``torch.nn.functional``, with the same
+results (tested against the originals): :func:`replicate_pad`, because
+``F.pad(mode="replicate")`` breaks ``torch.compile``'s backward pass in torch 2.x (its
+``replication_pad2d_backward`` gets a gradient whose strides the compiled graph did not
+expect), and :func:`adaptive_avg_pool2d`, because MPS refuses adaptive pooling when the
+input size is not a multiple of the output size (PSPNet's 3x3 and 6x6 bins on a 16x16 map).
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ import math
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_choice, check_int
@@ -29,6 +38,82 @@ from .._checks import check_choice, check_int
 NORMS = ("batch", "group")
 OUTPUT_STRIDES = (8, 16, 32)
 LEVELS = ("c1", "c2", "c3", "c4", "c5")
+
+
+def replicate_pad(x: torch.Tensor, left: int = 0, right: int = 0, top: int = 0, bottom: int = 0) -> torch.Tensor:
+    """``F.pad(x, (left, right, top, bottom), mode="replicate")`` built from slices and ``cat``.
+
+    The same values (copies of the border rows and columns); the backward pass is slicing
+    and summation, which ``torch.compile`` handles, where the replicate-pad backward kernel
+    fails its stride check inside a compiled graph.
+    """
+    if top or bottom:
+        parts = [x[..., :1, :].expand(*x.shape[:-2], top, x.shape[-1])] if top else []
+        parts.append(x)
+        if bottom:
+            parts.append(x[..., -1:, :].expand(*x.shape[:-2], bottom, x.shape[-1]))
+        x = torch.cat(parts, dim=-2)
+    if left or right:
+        parts = [x[..., :, :1].expand(*x.shape[:-1], left)] if left else []
+        parts.append(x)
+        if right:
+            parts.append(x[..., :, -1:].expand(*x.shape[:-1], right))
+        x = torch.cat(parts, dim=-1)
+    return x
+
+
+def upsample_aligned(x: torch.Tensor, size, stride: int) -> torch.Tensor:
+    """Bilinear resize of a stride-``stride`` map ``x`` to ``size``, sample ``i`` landing on ``stride * i``.
+
+    ``F.interpolate(align_corners=False)`` would put sample ``i`` at ``stride * i + (stride - 1) / 2``,
+    half a stride off the backbone's grid. With ``align_corners=True`` onto ``(n - 1) * s + 1``
+    rows the samples land exactly on ``s * i``; one replicated row and column beyond the last
+    sample cover the up to ``s - 1`` input rows past it (holding the border value).
+    """
+    h, w = int(size[0]), int(size[1])
+    stride = check_int("stride", stride, 1)
+    if x.shape[-2] * stride < h or x.shape[-1] * stride < w:
+        raise ValueError(f"cannot upsample {tuple(x.shape[-2:])} at stride {stride} to size {(h, w)}: "
+                         "the map is too small (features must have ceil(H / stride) rows)")
+    if stride > 1:
+        x = replicate_pad(x, right=1, bottom=1)
+        rows, cols = (x.shape[-2] - 1) * stride + 1, (x.shape[-1] - 1) * stride + 1
+        x = F.interpolate(x, size=(rows, cols), mode="bilinear", align_corners=True)
+    return x[..., :h, :w]
+
+
+def pooling_matrix(size: int, bins: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """``(bins, size)`` averaging matrix of adaptive average pooling along one axis.
+
+    Row ``i`` averages cells ``floor(i * size / bins)`` to ``ceil((i + 1) * size / bins) - 1``,
+    PyTorch's bins (``aten/src/ATen/native/AdaptiveAveragePooling.cpp``: start_index,
+    end_index). Built on ``device`` from ``arange``, so it works on any device, meta included.
+    """
+    i = torch.arange(bins, device=device)[:, None]
+    j = torch.arange(size, device=device)[None, :]
+    start = torch.div(i * size, bins, rounding_mode="floor")
+    end = -torch.div(-(i + 1) * size, bins, rounding_mode="floor")   # ceil
+    inside = (j >= start) & (j < end)
+    return inside.to(dtype) / (end - start).to(dtype)
+
+
+def adaptive_avg_pool2d(x: torch.Tensor, output_size) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, output_size)`` on any device.
+
+    Where the input size is a multiple of the output size the bins are equal and
+    non-overlapping and PyTorch's op runs everywhere, so it is called. Otherwise (MPS
+    refuses that case) the pooling is two small matmuls with :func:`pooling_matrix`:
+    ``P_h @ x @ P_w^T``, the same averages up to float rounding.
+    """
+    if isinstance(output_size, int):
+        output_size = (output_size, output_size)
+    oh, ow = (check_int("output_size[i]", int(v), 1) for v in output_size)
+    h, w = x.shape[-2], x.shape[-1]
+    if h % oh == 0 and w % ow == 0:
+        return F.adaptive_avg_pool2d(x, (oh, ow))
+    ph = pooling_matrix(h, oh, x.dtype, x.device)
+    pw = pooling_matrix(w, ow, x.dtype, x.device)
+    return torch.matmul(torch.matmul(ph, x), pw.T)
 
 
 def group_count(channels: int, max_groups: int = 8) -> int:

@@ -23,8 +23,7 @@ from torch import nn
 
 from .._checks import check_int
 from . import register_model
-from .backbone import ConvNormAct, ResNetBackbone, SegmentationModel
-from .pspnet import upsample_aligned
+from .backbone import ConvNormAct, ResNetBackbone, SegmentationModel, upsample_aligned
 
 BASE_RATES = (6, 12, 18)   # the paper's rates at output stride 16
 
@@ -106,14 +105,15 @@ class DeepLab(SegmentationModel):
                  low_level_channels: int = 48, dropout: float = 0.1, extra_channels: int = 0):
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, 1)
-        self.backbone = ResNetBackbone(width, depths, norm, output_stride)
+        self.backbone = ResNetBackbone(width=width, depths=depths, norm=norm, output_stride=output_stride)
         ch = self.backbone.channels
         channels = check_int("aspp_channels", aspp_channels or 4 * width, 1)
         low_level_channels = check_int("low_level_channels", low_level_channels, 1)
         rates = aspp_rates(output_stride) if rates is None else rates
-        self.aspp = ASPP(ch["c5"], channels, rates, norm, dropout, extra_channels)
+        self.aspp = ASPP(ch["c5"], channels, rates=rates, norm=norm, dropout=dropout, extra_channels=extra_channels)
         if decoder:
-            self.decoder = DeepLabDecoder(channels, ch["c2"], num_classes, channels, low_level_channels, norm)
+            self.decoder = DeepLabDecoder(channels, ch["c2"], num_classes, channels,
+                                          low_level_channels=low_level_channels, norm=norm)
             self.classifier = None
         else:
             self.decoder = None
@@ -137,13 +137,14 @@ class DeepLab(SegmentationModel):
 def deeplabv3(num_classes, width=16, depths=(1, 1, 1, 1), norm="batch", output_stride=16, rates=None,
               aspp_channels=None, dropout=0.1):
     """DeepLabV3; options as :class:`DeepLab`."""
-    return DeepLab(num_classes, False, width, depths, norm, output_stride, rates, aspp_channels,
-                   dropout=dropout)
+    return DeepLab(num_classes, decoder=False, width=width, depths=depths, norm=norm,
+                   output_stride=output_stride, rates=rates, aspp_channels=aspp_channels, dropout=dropout)
 
 
 @register_model("deeplabv3plus")
 def deeplabv3plus(num_classes, width=16, depths=(1, 1, 1, 1), norm="batch", output_stride=16, rates=None,
                   aspp_channels=None, low_level_channels=48, dropout=0.1):
     """DeepLabV3+; options as :class:`DeepLab`."""
-    return DeepLab(num_classes, True, width, depths, norm, output_stride, rates, aspp_channels,
-                   low_level_channels, dropout)
+    return DeepLab(num_classes, decoder=True, width=width, depths=depths, norm=norm,
+                   output_stride=output_stride, rates=rates, aspp_channels=aspp_channels,
+                   low_level_channels=low_level_channels, dropout=dropout)

@@ -17,13 +17,12 @@ index ``f * i``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_choice, check_int
 from ..upsampling import bilinear_kernel
 from . import register_model
-from .backbone import ConvNormAct, ResNetBackbone, SegmentationModel
+from .backbone import ConvNormAct, ResNetBackbone, SegmentationModel, replicate_pad
 
 VARIANTS = {"32s": (), "16s": ("c4",), "8s": ("c4", "c3")}
 
@@ -92,7 +91,7 @@ class BilinearUpsample(nn.Module):
             raise ValueError(f"cannot upsample {tuple(x.shape[-2:])} by {f} to size {(h, w)}: "
                              "the coarse map is too small (features must have ceil(H / stride) rows)")
         if self.up is not None:
-            x = self.up(F.pad(x, (0, 1, 0, 1), mode="replicate"))
+            x = self.up(replicate_pad(x, right=1, bottom=1))
         return x[..., :h, :w]
 
     def extra_repr(self) -> str:
@@ -115,9 +114,9 @@ class FCN(SegmentationModel):
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, 1)
         self.variant = check_choice("variant", variant, tuple(VARIANTS))
-        self.backbone = ResNetBackbone(width, depths, norm, output_stride)
+        self.backbone = ResNetBackbone(width=width, depths=depths, norm=norm, output_stride=output_stride)
         ch, strides = self.backbone.channels, self.backbone.strides
-        self.head = FCNHead(ch["c5"], num_classes, head_channels, norm, dropout)
+        self.head = FCNHead(ch["c5"], num_classes, head_channels, norm=norm, dropout=dropout)
         self.skip_levels = VARIANTS[variant]
         self.score = nn.ModuleDict({lvl: nn.Conv2d(ch[lvl], num_classes, 1) for lvl in self.skip_levels})
         for conv in self.score.values():
@@ -127,10 +126,10 @@ class FCN(SegmentationModel):
         prev = "c5"
         for lvl in self.skip_levels:
             self.upsample[lvl] = BilinearUpsample(num_classes, strides[prev] // strides[lvl],
-                                                    learnable_upsampling, depthwise_upsampling)
+                                                  learnable=learnable_upsampling, depthwise=depthwise_upsampling)
             prev = lvl
-        self.upsample["out"] = BilinearUpsample(num_classes, strides[prev], learnable_upsampling,
-                                                depthwise_upsampling)
+        self.upsample["out"] = BilinearUpsample(num_classes, strides[prev], learnable=learnable_upsampling,
+                                                depthwise=depthwise_upsampling)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         feats = self.backbone(images)
@@ -144,8 +143,9 @@ class FCN(SegmentationModel):
 def _register(variant: str) -> None:
     def build(num_classes, width=16, depths=(1, 1, 1, 1), norm="batch", output_stride=32,
               head_channels=None, dropout=0.1, learnable_upsampling=True, depthwise_upsampling=True):
-        return FCN(num_classes, variant, width, depths, norm, output_stride, head_channels, dropout,
-                   learnable_upsampling, depthwise_upsampling)
+        return FCN(num_classes, variant, width=width, depths=depths, norm=norm, output_stride=output_stride,
+                   head_channels=head_channels, dropout=dropout, learnable_upsampling=learnable_upsampling,
+                   depthwise_upsampling=depthwise_upsampling)
     build.__name__ = build.__qualname__ = f"fcn{variant}"
     build.__doc__ = f"FCN-{variant}; options as :class:`FCN`."
     register_model(f"fcn{variant}")(build)

@@ -30,9 +30,8 @@ from torch import nn
 
 from .._checks import check_int
 from . import register_model
-from .backbone import BasicBlock, _init_weights, check_images
+from .backbone import BasicBlock, _init_weights, adaptive_avg_pool2d, check_images, replicate_pad, upsample_aligned
 from .deeplab import DeepLab
-from .pspnet import upsample_aligned
 
 GATE_LEVELS = ("c3", "c4", "c5")
 
@@ -47,7 +46,7 @@ def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=images.dtype,
                       device=images.device)
     kernels = torch.stack([kx, kx.T])[:, None]
-    g = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
+    g = F.conv2d(replicate_pad(grey, 1, 1, 1, 1), kernels)
     return g.pow(2).sum(1, keepdim=True).sqrt() / (4.0 * 2.0 ** 0.5)
 
 
@@ -99,10 +98,12 @@ class GSCNN(DeepLab):
                  output_stride: int = 16, rates=None, aspp_channels: int | None = None,
                  low_level_channels: int = 48, dropout: float = 0.1, shape_channels: int | None = None):
         # Two extra ASPP inputs: the edge probability and the image gradient magnitude.
-        super().__init__(num_classes, True, width, depths, norm, output_stride, rates, aspp_channels,
-                         low_level_channels, dropout, extra_channels=2)
+        super().__init__(num_classes, decoder=True, width=width, depths=depths, norm=norm,
+                         output_stride=output_stride, rates=rates, aspp_channels=aspp_channels,
+                         low_level_channels=low_level_channels, dropout=dropout, extra_channels=2)
         shape_channels = check_int("shape_channels", shape_channels or width, 1)
-        self.shape_stream = ShapeStream(self.backbone.channels["c1"], self.backbone.channels, shape_channels, norm)
+        self.shape_stream = ShapeStream(self.backbone.channels["c1"], self.backbone.channels, shape_channels,
+                                        norm=norm)
         self.fuse = nn.Conv2d(2, 1, 1)     # shape-stream logits + image gradient -> edge logits
         with torch.no_grad():             # start as the shape stream's own boundary map
             self.fuse.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
@@ -118,7 +119,7 @@ class GSCNN(DeepLab):
         grad = sobel_magnitude(images)
         size = images.shape[-2:]
         edge = self.fuse(torch.cat([upsample_aligned(shape_logits, size, strides["c1"]), grad], dim=1))
-        extra = F.adaptive_avg_pool2d(torch.cat([torch.sigmoid(edge), grad], dim=1), feats["c5"].shape[-2:])
+        extra = adaptive_avg_pool2d(torch.cat([torch.sigmoid(edge), grad], dim=1), feats["c5"].shape[-2:])
         out = self.head(images, feats, extra)
         self.gates = [g.detach() for g in gates]
         return {"out": out, "edge": edge, "gates": gates}
@@ -134,5 +135,6 @@ class GSCNN(DeepLab):
 def gscnn(num_classes, width=16, depths=(1, 1, 1, 1), norm="batch", output_stride=16, rates=None,
           aspp_channels=None, low_level_channels=48, dropout=0.1, shape_channels=None):
     """Gated-SCNN; options as :class:`GSCNN`."""
-    return GSCNN(num_classes, width, depths, norm, output_stride, rates, aspp_channels, low_level_channels,
-                 dropout, shape_channels)
+    return GSCNN(num_classes, width=width, depths=depths, norm=norm, output_stride=output_stride, rates=rates,
+                 aspp_channels=aspp_channels, low_level_channels=low_level_channels, dropout=dropout,
+                 shape_channels=shape_channels)

@@ -10,9 +10,11 @@ A pooled 1x1 map at batch size 1 has one value per channel, which BatchNorm cann
 normalise in training; the pooled branches therefore use ``GroupNorm(1, C)`` (a
 LayerNorm over the channels of each pixel), which works for any batch and bin size.
 
-:func:`upsample_aligned` is shared by the DeepLab and Gated-SCNN heads: it resizes
-features to the input following the backbone's alignment convention (feature sample ``i``
-at stride ``s`` is centred on input pixel ``s * i``).
+The pooling is :func:`~course_utils.models.backbone.adaptive_avg_pool2d`, PyTorch's
+adaptive average pooling that also runs on MPS for map sizes that are not a multiple of
+the bin count (a 16x16 map into 3x3 or 6x6 bins, at 128 px input).
+:func:`upsample_aligned` (which lives in backbone.py with the alignment convention it
+embodies) is re-exported here for old imports.
 """
 from __future__ import annotations
 
@@ -22,36 +24,32 @@ from torch import nn
 
 from .._checks import check_int
 from . import register_model
-from .backbone import ConvNormAct, ResNetBackbone, SegmentationModel
+from .backbone import ConvNormAct, ResNetBackbone, SegmentationModel, adaptive_avg_pool2d, upsample_aligned
+
+__all__ = ["PSPNet", "PyramidPooling", "AdaptiveAvgPool2d", "upsample_aligned"]
 
 BINS = (1, 2, 3, 6)
 
 
-def upsample_aligned(x: torch.Tensor, size, stride: int) -> torch.Tensor:
-    """Bilinear resize of a stride-``stride`` map ``x`` to ``size``, sample ``i`` landing on ``stride * i``.
+class AdaptiveAvgPool2d(nn.Module):
+    """``nn.AdaptiveAvgPool2d`` through :func:`~course_utils.models.backbone.adaptive_avg_pool2d` (runs on MPS)."""
 
-    ``F.interpolate(align_corners=False)`` would put sample ``i`` at ``stride * i + (stride - 1) / 2``,
-    half a stride off the backbone's grid. With ``align_corners=True`` onto ``(n - 1) * s + 1``
-    rows the samples land exactly on ``s * i``; one replicated row and column beyond the last
-    sample cover the up to ``s - 1`` input rows past it (holding the border value).
-    """
-    h, w = int(size[0]), int(size[1])
-    stride = check_int("stride", stride, 1)
-    if x.shape[-2] * stride < h or x.shape[-1] * stride < w:
-        raise ValueError(f"cannot upsample {tuple(x.shape[-2:])} at stride {stride} to size {(h, w)}: "
-                         "the map is too small (features must have ceil(H / stride) rows)")
-    if stride > 1:
-        x = F.pad(x, (0, 1, 0, 1), mode="replicate")
-        rows, cols = (x.shape[-2] - 1) * stride + 1, (x.shape[-1] - 1) * stride + 1
-        x = F.interpolate(x, size=(rows, cols), mode="bilinear", align_corners=True)
-    return x[..., :h, :w]
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
 
 
 class PooledBranch(nn.Sequential):
     """Average over ``bins x bins`` cells, then 1x1 conv, ``GroupNorm(1, C)``, ReLU."""
 
     def __init__(self, in_channels: int, out_channels: int, bins: int):
-        super().__init__(nn.AdaptiveAvgPool2d(bins), nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        super().__init__(AdaptiveAvgPool2d(bins), nn.Conv2d(in_channels, out_channels, 1, bias=False),
                          nn.GroupNorm(1, out_channels), nn.ReLU(inplace=True))
 
 
@@ -78,7 +76,7 @@ class PSPHead(nn.Sequential):
 
     def __init__(self, in_channels: int, num_classes: int, channels: int, norm: str = "batch",
                  bins=BINS, dropout: float = 0.1):
-        ppm = PyramidPooling(in_channels, bins)
+        ppm = PyramidPooling(in_channels, bins=bins)
         super().__init__(ppm, ConvNormAct(ppm.out_channels, channels, 3, norm=norm), nn.Dropout2d(dropout),
                          nn.Conv2d(channels, num_classes, 1))
 
@@ -92,9 +90,10 @@ class PSPNet(SegmentationModel):
                  output_stride: int = 8, bins=BINS, head_channels: int | None = None, dropout: float = 0.1):
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, 1)
-        self.backbone = ResNetBackbone(width, depths, norm, output_stride)
+        self.backbone = ResNetBackbone(width=width, depths=depths, norm=norm, output_stride=output_stride)
         head_channels = check_int("head_channels", head_channels or 4 * width, 1)
-        self.head = PSPHead(self.backbone.channels["c5"], num_classes, head_channels, norm, bins, dropout)
+        self.head = PSPHead(self.backbone.channels["c5"], num_classes, head_channels, norm=norm, bins=bins,
+                            dropout=dropout)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         scores = self.head(self.backbone(images)["c5"])
@@ -105,4 +104,5 @@ class PSPNet(SegmentationModel):
 def pspnet(num_classes, width=16, depths=(1, 1, 1, 1), norm="batch", output_stride=8, bins=BINS,
            head_channels=None, dropout=0.1):
     """PSPNet; options as :class:`PSPNet`."""
-    return PSPNet(num_classes, width, depths, norm, output_stride, bins, head_channels, dropout)
+    return PSPNet(num_classes, width=width, depths=depths, norm=norm, output_stride=output_stride, bins=bins,
+                  head_channels=head_channels, dropout=dropout)
