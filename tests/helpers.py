@@ -108,3 +108,26 @@ def move_one_control(widget) -> str:
             buttons.first.click()
             return f"toggle buttons: pressed {buttons.first.inner_text()!r}"
     pytest.fail("no control this test knows how to move (slider, dropdown, checkbox, toggle buttons)")
+
+
+def offline_context(pw, profile, chromium, allowed: str, viewport=(1280, 900)):
+    """A headless Chromium context that lets through only URLs matching ``allowed`` (a
+    regular expression) and aborts every other request, recording it in ``context.blocked``:
+    what the course shows must not need the network."""
+    import re
+
+    allowed_re = re.compile(allowed)
+    context = pw.chromium.launch_persistent_context(
+        profile, executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
+        viewport={"width": viewport[0], "height": viewport[1]})
+    context.blocked = []
+
+    def guard(route):
+        if allowed_re.match(route.request.url):
+            route.continue_()
+        else:
+            context.blocked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", guard)
+    return context

@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM_FLAGS
+from helpers import offline_context
 from helpers import IMG_DIGEST_JS as _IMG_DIGEST_JS
 from helpers import chromium_path as _chromium
 from helpers import free_port as _free_port
@@ -145,22 +145,8 @@ def lab(browser_tools, tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser_context(browser_tools, lab):
     chromium, sync_playwright = browser_tools
-    blocked: list[str] = []
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 900})
-        local = re.compile(rf"^https?://(127\.0\.0\.1|localhost):{lab.port}/")
-
-        def guard(route):
-            if local.match(route.request.url):
-                route.continue_()
-            else:
-                blocked.append(route.request.url)
-                route.abort()
-
-        context.route("**/*", guard)
-        context.blocked = blocked
+        context = offline_context(pw, profile, chromium, rf"^https?://(127\.0\.0\.1|localhost):{lab.port}/")
         try:
             yield context
         finally:

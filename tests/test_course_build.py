@@ -183,7 +183,7 @@ def _formulas(path: Path) -> list[str]:
 
 @pytest.mark.browser
 def test_formulas_of_notebook_01_are_typeset_offline(course):
-    from helpers import CHROMIUM_FLAGS, chromium_path
+    from helpers import chromium_path, offline_context
 
     chromium = chromium_path()
     if chromium is None:
@@ -196,24 +196,13 @@ def test_formulas_of_notebook_01_are_typeset_offline(course):
     notebook = ROOT / "notebooks" / "01_upsampling.ipynb"
     formulas = _formulas(notebook)
     assert len(formulas) >= 5, f"notebook 01 should have formulas to typeset; found {formulas}"
-    blocked: list[str] = []
-
-    def guard(route):
-        if re.match(r"^(file:|data:|blob:|https?://(127\.0\.0\.1|localhost)[:/])", route.request.url):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
     import tempfile
 
     shots = ROOT / "build" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 900})
-        context.route("**/*", guard)
+        context = offline_context(pw, profile, chromium, r"^(file:|data:|blob:|https?://(127\.0\.0\.1|localhost)[:/])")
+        blocked = context.blocked
         try:
             page = context.new_page()
             page.goto((out / notebook.with_suffix(".html").name).as_uri())

@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM_FLAGS, IMG_DIGEST_JS, chromium_path, free_port, move_one_control
+from helpers import IMG_DIGEST_JS, chromium_path, free_port, move_one_control, offline_context
 
 ROOT = Path(__file__).resolve().parents[1]
 DECK = ROOT / "deck" / "demos.ipynb"
@@ -199,23 +199,11 @@ def test_deck_shows_every_demo_and_each_answers_a_control(deck_server):
         pytest.skip("the playwright package is not installed (pip install -e '.[test]')")
     base, token, _ = deck_server
     expected = len(_demo_cells())
-    local = re.compile(rf"^{re.escape(base)}/")
-    blocked: list[str] = []
     page_errors: list[str] = []
     SHOTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1920, "height": 1080})
-
-        def guard(route):
-            if local.match(route.request.url):
-                route.continue_()
-            else:
-                blocked.append(route.request.url)
-                route.abort()
-
-        context.route("**/*", guard)
+        context = offline_context(pw, profile, chromium, rf"^{re.escape(base)}/", viewport=(1920, 1080))
+        blocked = context.blocked
         try:
             page = context.new_page()
             page.on("pageerror", lambda exc: page_errors.append(str(exc)))
