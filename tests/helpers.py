@@ -131,3 +131,34 @@ def offline_context(pw, profile, chromium, allowed: str, viewport=(1280, 900)):
 
     context.route("**/*", guard)
     return context
+
+
+def browser_tools():
+    """``(chromium path, playwright's sync_playwright)``, or a pytest skip naming what is missing."""
+    import pytest
+
+    chromium = chromium_path()
+    if chromium is None:
+        print("\nSKIP browser test: Debian's chromium is not installed")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("\nSKIP browser test: the playwright package is not installed")
+        pytest.skip("the playwright package is not installed (pip install -e '.[test]')")
+    return chromium, sync_playwright
+
+
+def stop_group(proc, grace_s: float = 30) -> None:
+    """Stop a server started with ``start_new_session=True``: its whole process group,
+    politely first (SIGTERM), then for sure (SIGKILL)."""
+    import os
+    import signal
+    import subprocess
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

@@ -21,7 +21,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,9 +29,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import offline_context
+from helpers import browser_tools as _browser_tools
+from helpers import offline_context, stop_group
 from helpers import IMG_DIGEST_JS as _IMG_DIGEST_JS
-from helpers import chromium_path as _chromium
 from helpers import free_port as _free_port
 from helpers import move_one_control as _move_one_control
 
@@ -90,14 +89,7 @@ class Lab:
 @pytest.fixture(scope="module")
 def browser_tools():
     """Debian's chromium and Playwright's sync API, or a skip saying which is missing."""
-    chromium = _chromium()
-    if chromium is None:
-        _skip("Debian's chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _skip("the playwright package is not installed (pip install -e '.[test]')")
-    return chromium, sync_playwright
+    return _browser_tools()
 
 
 @pytest.fixture(scope="module")
@@ -134,12 +126,7 @@ def lab(browser_tools, tmp_path_factory):
                 time.sleep(0.5)
         yield server
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
 
 
 @pytest.fixture(scope="module")

@@ -183,15 +183,9 @@ def _formulas(path: Path) -> list[str]:
 
 @pytest.mark.browser
 def test_formulas_of_notebook_01_are_typeset_offline(course):
-    from helpers import chromium_path, offline_context
+    from helpers import browser_tools, offline_context
 
-    chromium = chromium_path()
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright package is not installed (pip install -e '.[test]')")
+    chromium, sync_playwright = browser_tools()
     out, _ = course
     notebook = ROOT / "notebooks" / "01_upsampling.ipynb"
     formulas = _formulas(notebook)

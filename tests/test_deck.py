@@ -19,7 +19,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import IMG_DIGEST_JS, chromium_path, free_port, move_one_control, offline_context
+from helpers import IMG_DIGEST_JS, browser_tools, free_port, move_one_control, offline_context, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 DECK = ROOT / "deck" / "demos.ipynb"
@@ -128,12 +127,7 @@ def deck_server(tmp_path_factory):
             break
         yield base, token, status
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -190,13 +184,7 @@ def _response_ms(page) -> float | None:
 
 @pytest.mark.browser
 def test_deck_shows_every_demo_and_each_answers_a_control(deck_server):
-    chromium = chromium_path()
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright package is not installed (pip install -e '.[test]')")
+    chromium, sync_playwright = browser_tools()
     base, token, _ = deck_server
     expected = len(_demo_cells())
     page_errors: list[str] = []
