@@ -115,6 +115,29 @@ def test_bilinear_init_against_interpolate_on_a_ramp_and_a_constant(f):
     torch.testing.assert_close(ones, torch.ones_like(ones), rtol=0, atol=1e-12)
 
 
+@settings(max_examples=30, deadline=None)
+@given(h=st.integers(1, 9), w=st.integers(1, 9), f=st.sampled_from([2, 3, 4, 5, 8, 32]), c=st.integers(1, 3),
+       depthwise=st.booleans(), trim=st.integers(0, 7), seed=st.integers(0, 2**16))
+def test_upsampling_with_learned_weights_is_pytorchs_transposed_convolution(h, w, f, c, depthwise, trim, seed):
+    # The layer computes its output in polyphase form (f * f 2x2 convolutions and a pixel
+    # shuffle); PyTorch's ConvTranspose2d on the same weights is the reference, in values
+    # and in the gradients of the input and of the weights, for any target size it allows.
+    g = torch.Generator().manual_seed(seed)
+    layer = BilinearUpsample(c, f, depthwise=depthwise).double()
+    with torch.no_grad():
+        layer.up.weight.copy_(torch.randn(layer.up.weight.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(2, c, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    size = (max(1, f * h - trim % f), max(1, f * w - (trim * 3) % f))
+    y = layer(x, size)
+    ref = layer.up(F.pad(x, (0, 1, 0, 1), mode="replicate"))[..., :size[0], :size[1]]
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
+    weights = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad((y * weights).sum(), (x, layer.up.weight))
+    ref_grads = torch.autograd.grad((ref * weights).sum(), (x, layer.up.weight))
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+
+
 def test_full_upsampling_starts_on_the_channel_diagonal_and_learns():
     layer = BilinearUpsample(3, 2, depthwise=False)
     w = layer.up.weight
