@@ -199,6 +199,17 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
               {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     lr = config.learning_rate
+    # One fused kernel per step instead of a dozen small operations per parameter tensor:
+    # PyTorch picks its multi-tensor code only on CUDA and otherwise loops over the tensors
+    # (measured: AdamW took 14 ms of FCN-8s's ~100 ms CPU step; fused, 5-9 ms). The update
+    # is the same formula (a test compares it with the loop), rounded in another order.
+    fused = _fused_supported(decay + no_decay)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    return torch.optim.SGD(groups, lr=lr, momentum=config.momentum)
+        return torch.optim.AdamW(groups, lr=lr, fused=fused)
+    return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, fused=fused)
+
+
+def _fused_supported(params) -> bool:
+    """Fused optimizer kernels exist for floating-point parameters on CPU, CUDA and MPS."""
+    devices = {p.device.type for p in params}
+    return devices <= {"cpu", "cuda", "mps"} and len(devices) == 1 and all(p.is_floating_point() for p in params)
