@@ -11,9 +11,11 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 export PYTHONHASHSEED := 0
 export TQDM_DISABLE := 1
 export MPLBACKEND := module://matplotlib_inline.backend_inline
-# libgomp threads busy-wait by default: with any other process on a 2-core machine,
-# two torch threads then collapse training speed (measured: 3 images/s instead of 189).
-export OMP_WAIT_POLICY := PASSIVE
+# How PyTorch's OpenMP threads wait between operations: spin briefly, then sleep. Sleeping
+# at once (OMP_WAIT_POLICY=PASSIVE) halved training speed here; spinning for ever collapses
+# it when two processes train. Measurements and the why: course_utils/threads.py.
+export GOMP_SPINCOUNT := 1000
+export KMP_BLOCKTIME := 0
 
 # Localhost only, token authentication kept, --allow-root only when we are root. The
 # server's root is the repository (so /api/contents/notebooks exists); it opens on 00.

@@ -19,6 +19,7 @@ Module map (one line per module; a concept lives in one obvious place)::
     Training and evaluation
       precision          THE mixed-precision policy (bf16 only where native; fp16 + scaler)
       device             device choice and the environment report
+      threads            how OpenMP threads wait between operations (set before torch loads)
       training/          config (TrainConfig, History, PolyLR), loop (fit, Trainer), evaluation
                          (the one evaluate, predict, meters), batches, checkpoints, resume, rng,
                          prepare (channels_last, compile, DDP order), distributed, progress

@@ -12,11 +12,10 @@ def setup(seed: int = 0) -> None:
     Seeding here (not ad hoc in cells) is what makes a notebook print the same numbers
     on every run, which nbval relies on.
     """
-    import os
+    from .threads import configure_openmp_waiting
 
-    # Must precede torch's first import to take effect: busy-waiting OpenMP threads make
-    # training crawl on a laptop that is doing anything else (see the Makefile).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Must precede torch's first import to take effect (see course_utils.threads).
+    configure_openmp_waiting()
     import matplotlib as mpl
     import torch
 

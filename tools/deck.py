@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from course_utils.threads import configure_openmp_waiting
+
 ROOT = Path(__file__).resolve().parents[1]
 DECK = ROOT / "deck" / "demos.ipynb"
 # Voilà looks for templates in <jupyter path>/voila/templates/<name>.
@@ -35,8 +37,8 @@ def command(extra: list[str]) -> list[str]:
 
 
 def main(argv=None) -> int:
-    # As in the Makefile: busy-waiting OpenMP threads slow every demo on a busy laptop.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # As in the Makefile: how the demos' OpenMP threads wait (course_utils.threads).
+    configure_openmp_waiting()
     os.environ["JUPYTER_PATH"] = os.pathsep.join(
         p for p in (str(TEMPLATES), os.environ.get("JUPYTER_PATH", "")) if p)
     cmd = command(sys.argv[1:] if argv is None else list(argv))

@@ -12,4 +12,11 @@
 The library never imports this package (a test walks the imports); the
 ``course_utils.train`` / ``evaluate`` / ``zoo`` / ``pretrain`` modules run these when
 started with ``python -m``.
+
+Importing this package sets how OpenMP threads wait (:mod:`course_utils.threads`): for
+``python -m course_utils.train`` and ``evaluate`` that happens before torch is imported,
+which is when it takes effect.
 """
+from ..threads import configure_openmp_waiting
+
+configure_openmp_waiting()
