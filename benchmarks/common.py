@@ -18,3 +18,36 @@ def best_of(fn, repeat: int = 7, number: int = 1) -> float:
 
 def verdict(ok: bool) -> str:
     return "meets target" if ok else "MISSES target"
+
+
+# -- "before issue 14" vs the course's defaults now, for benchmarks that train in fresh processes --
+WAITING = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
+def setting_env(setting: str) -> dict:
+    """The environment of a fresh process for ``setting``: "old" threads sleep at once
+    (OMP_WAIT_POLICY=PASSIVE); "new" spin briefly (course_utils.threads)."""
+    import os
+
+    from course_utils.threads import configure_openmp_waiting
+
+    env = {k: v for k, v in os.environ.items() if k not in WAITING}
+    if setting == "old":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    else:
+        configure_openmp_waiting(env)
+    return env
+
+
+def apply_setting(setting: str) -> dict:
+    """In the fresh process: for "old", PyTorch's per-tensor AdamW loop and FCN upsampling through
+    ConvTranspose2d (the same weights; the polyphase form computes the same sums). Returns the
+    TrainConfig options of the setting (old: NCHW; new: the defaults)."""
+    if setting == "old":
+        from course_utils.models.fcn import BilinearUpsample
+        from course_utils.training import config
+
+        config._fused_supported = lambda params: False
+        BilinearUpsample._polyphase = lambda self, x: self.up(x)
+        return {"channels_last": False}
+    return {}
