@@ -138,6 +138,17 @@ def test_upsampling_with_learned_weights_is_pytorchs_transposed_convolution(h, w
         torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
 
 
+@pytest.mark.parametrize("depthwise", [True, False])
+def test_channels_last_fcn_gradients_have_their_parameters_strides(depthwise):
+    # DistributedDataParallel copies (and warns about) any gradient laid out unlike its
+    # parameter; the polyphase upsampling must hand back its weight's gradient as
+    # ConvTranspose2d did.
+    model = build_model("fcn8s", 3, width=8, depthwise_upsampling=depthwise).to(memory_format=torch.channels_last)
+    model(torch.rand(2, 3, 40, 40).contiguous(memory_format=torch.channels_last)).sum().backward()
+    mismatched = [n for n, p in model.named_parameters() if p.grad.stride() != p.stride()]
+    assert mismatched == []
+
+
 def test_full_upsampling_starts_on_the_channel_diagonal_and_learns():
     layer = BilinearUpsample(3, 2, depthwise=False)
     w = layer.up.weight

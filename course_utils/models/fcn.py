@@ -111,7 +111,7 @@ class BilinearUpsample(nn.Module):
         convolutions interleaved by ``pixel_shuffle``. (Those rows would read input row
         ``m + 1`` past the end, where the padded input has none; ``forward`` never keeps
         them, since ``x`` carries one replicated row and column more than it needs.)"""
-        f, weight = self.factor, self.up.weight
+        f, weight = self.factor, _GradLikeWeight.apply(self.up.weight)
         # Tap of input offset a (0: row m, 1: row m + 1) for output phase p: p + f - 1 - a f,
         # which is -1 (no tap) for a = 1, p = 0; a zero row and column in front of the
         # kernel make that index 0.
@@ -127,6 +127,27 @@ class BilinearUpsample(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, factor={self.factor}, depthwise={self.depthwise}"
+
+
+class _GradLikeWeight(torch.autograd.Function):
+    """Identity whose backward hands the gradient back in the weight's own memory layout.
+
+    The weight's gradient comes out of indexing, laid out contiguously; after
+    ``model.to(memory_format=torch.channels_last)`` the weight is not, and
+    DistributedDataParallel warns (and copies) when a gradient's strides differ from its
+    parameter's. ``ConvTranspose2d`` itself produces the gradient in the weight's layout.
+    """
+
+    @staticmethod
+    def forward(ctx, weight):
+        ctx.stride = weight.stride()
+        return weight.view_as(weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if grad.stride() == ctx.stride:
+            return grad
+        return grad.new_empty_strided(grad.shape, ctx.stride).copy_(grad)
 
 
 class FCN(SegmentationModel):
