@@ -142,6 +142,17 @@ def test_gscnn_returns_edges_in_training_and_gates_in_unit_interval():
     assert both["edge"].shape == (1, 1, 45, 63) and len(both["gates"]) == 3
 
 
+def test_gscnn_shape_stream_at_stride_4():
+    torch.manual_seed(0)
+    model = small("gscnn", shape_level="c2").train()
+    out = model(torch.rand(2, 3, 45, 63))
+    assert out["out"].shape == (2, 5, 45, 63) and out["edge"].shape == (2, 1, 45, 63)
+    assert [tuple(g.shape) for g in model.gates] == [(2, 1, 12, 16)] * 3    # ceil(45 / 4), ceil(63 / 4)
+    # A quarter of the pixels through the same layers, and the same parameters.
+    c1 = small("gscnn")
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in c1.parameters())
+
+
 def test_gscnn_gates_depend_on_the_regular_stream():
     # The gate reads the regular stream: changing its 1x1 reduction changes alpha.
     torch.manual_seed(0)
@@ -172,6 +183,7 @@ def test_gscnn_trains_with_fit_and_the_gscnn_loss():
     ("deeplabv3", {"rates": (0, 2)}, "rates"),
     ("deeplabv3plus", {"low_level_channels": 0}, "low_level_channels"),
     ("gscnn", {"shape_channels": -1}, "shape_channels"),
+    ("gscnn", {"shape_level": "c3"}, "shape_level"),
     ("deeplabv3", {"output_stride": 4}, "output_stride"),
     ("gscnn", {"colour": 1}, "colour"),
 ])
