@@ -1,7 +1,9 @@
 """The course's model zoo: FCN-8s, PSPNet, DeepLabV3+ and Gated-SCNN trained on SynthCity.
 
-Notebook 08 compares the four models. Training them takes about half an hour on two
-CPU cores, too long for a lecture, so the course trains them once with one recipe and
+Notebook 08 compares the four models. Training them takes about 50 minutes on two
+AVX2 CPU cores (projected from each model's first 100 steps by
+``benchmarks/bench_time_to_accuracy.py``, 2026-11-30; 30 minutes on the AMX machine that
+trained them), too long for a lecture, so the course trains them once with one recipe and
 commits the weights under ``data/zoo/`` with a manifest (``data/zoo/manifest.json``):
 the command, the recipe, and per model its options, SHA-256, size, training time and
 validation mIoU. Reproduce them with::
