@@ -18,9 +18,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from common import verdict
+from common import as_before, verdict
 from course_utils.losses import GSCNNLoss
-from course_utils.models import BilinearUpsample, build_model
+from course_utils.models import build_model
 from course_utils.precision import Precision, cpu_has_native_bf16
 
 # Row name -> (model, options). "gscnn c2" starts its shape stream from the stride-4 features.
@@ -66,10 +66,8 @@ def interleaved_best(steps: dict, rounds: int = ROUNDS) -> dict:
 def fresh(name, channels_last=False, before=False):
     torch.manual_seed(0)
     model = build_model(MODELS[name][0], NUM_CLASSES, **MODELS[name][1]).train()
-    if before:   # FCN's upsampling as it was: the layer's ConvTranspose2d on the zero-inserted grid
-        for m in model.modules():
-            if isinstance(m, BilinearUpsample) and m.up is not None:
-                m._polyphase = lambda x, up=m.up: up(x)
+    if before:
+        as_before(model)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 

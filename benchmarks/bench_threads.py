@@ -12,6 +12,9 @@ import os
 import subprocess
 import sys
 
+from common import WAITING
+from course_utils.threads import OPENMP_WAITING
+
 STEP = r"""
 import time, torch, torch.nn.functional as F
 from course_utils.models import build_model
@@ -30,13 +33,12 @@ SETTINGS = {
     "libgomp default": {},
     "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
     "ACTIVE": {"OMP_WAIT_POLICY": "ACTIVE"},
-    "course (GOMP_SPINCOUNT=1000)": {"GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"},
+    f"course (GOMP_SPINCOUNT={OPENMP_WAITING['GOMP_SPINCOUNT']})": OPENMP_WAITING,
 }
-CLEARED = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 
 def median_step_ms(extra: dict, processes: int) -> float:
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    env = {k: v for k, v in os.environ.items() if k not in WAITING}
     env.update(extra)
     procs = [subprocess.Popen([sys.executable, "-c", STEP], env=env, stdout=subprocess.PIPE, text=True)
              for _ in range(processes)]

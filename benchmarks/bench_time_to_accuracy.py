@@ -27,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import apply_setting, setting_env, verdict
+from common import apply_setting, as_before, setting_env, verdict
 
 # Row name -> (model, options); "gscnn c2" (shape stream at stride 4) is new, so it has no "old" run.
 MODELS = {"fcn8s": ("fcn8s", {}), "deeplabv3plus": ("deeplabv3plus", {}), "gscnn": ("gscnn", {}),
@@ -52,23 +52,25 @@ def worker(name: str, budget: float, setting: str, max_steps: int = 0) -> dict:
     layout = apply_setting(setting)
     torch.set_num_threads(THREADS)
     train_set = SynthCity(RECIPE.n_train, RECIPE.size, seed=RECIPE.train_seed, augment=True)
-    val_loader = make_loader(SynthCity(200, 128, seed=1), 32, device="cpu")
     torch.manual_seed(RECIPE.seed)
     arch, options = MODELS.get(name, (name, {}))
     model = build_model(arch, len(CLASSES), width=RECIPE.width, **ZOO_MODELS[arch], **options)
+    if setting == "old":
+        as_before(model)
     if RECIPE.pretrained_encoder:
         load_encoder(model)
     loader = make_loader(train_set, RECIPE.batch_size, shuffle=True, device="cpu", seed=RECIPE.seed)
     # With max_steps, the run times the zoo's own 24-epoch plan (its learning-rate schedule),
     # stopped early; without, the schedule spans the time budget.
-    config = TrainConfig(epochs=RECIPE.epochs if max_steps else 1000, time_budget_s=None if max_steps else budget, lr=RECIPE.lr, weight_decay=RECIPE.weight_decay,
-                         amp=False, keep="last", progress=False, **layout)
+    config = TrainConfig(epochs=RECIPE.epochs if max_steps else 1000, time_budget_s=None if max_steps else budget,
+                         lr=RECIPE.lr, weight_decay=RECIPE.weight_decay, amp=False, keep="last", progress=False,
+                         **layout)
     history = fit(model, loader, config=config, loss=GSCNNLoss() if arch == "gscnn" else None, device="cpu",
                   callbacks=[StopAt(max_steps)] if max_steps else ())
     if max_steps:
         return {"steps": history.steps, "train_time_s": history.train_time_s,
                 "planned_steps": RECIPE.epochs * len(loader)}
-    cm = evaluate(model, val_loader, len(CLASSES), device="cpu")
+    cm = evaluate(model, make_loader(SynthCity(200, 128, seed=1), 32, device="cpu"), len(CLASSES), device="cpu")
     return {"miou": cm.miou(), "steps": history.steps}
 
 

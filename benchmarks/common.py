@@ -40,14 +40,23 @@ def setting_env(setting: str) -> dict:
 
 
 def apply_setting(setting: str) -> dict:
-    """In the fresh process: for "old", PyTorch's per-tensor AdamW loop and FCN upsampling through
-    ConvTranspose2d (the same weights; the polyphase form computes the same sums). Returns the
-    TrainConfig options of the setting (old: NCHW; new: the defaults)."""
+    """In the fresh process: for "old", PyTorch's per-tensor AdamW loop inside ``fit``. Returns the
+    TrainConfig options of the setting (old: NCHW; new: the defaults). Models built for "old"
+    also go through :func:`as_before`."""
     if setting == "old":
-        from course_utils.models.fcn import BilinearUpsample
         from course_utils.training import config
 
         config._fused_supported = lambda params: False
-        BilinearUpsample._polyphase = lambda self, x: self.up(x)
         return {"channels_last": False}
     return {}
+
+
+def as_before(model):
+    """``model`` with FCN's upsampling as it was before issue 14: each layer's own ConvTranspose2d
+    on the zero-inserted grid (the same weights; the polyphase form computes the same sums)."""
+    from course_utils.models import BilinearUpsample
+
+    for m in model.modules():
+        if isinstance(m, BilinearUpsample) and m.up is not None:
+            m._polyphase = m.up.forward
+    return model

@@ -25,3 +25,14 @@ def test_notebook_setup_sets_them_before_torch_is_imported():
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1000", "0"]
+
+
+def test_the_makefile_exports_the_same_settings():
+    # make's commands start processes before any Python runs, so the Makefile states the
+    # values again; they must be course_utils.threads' values.
+    from pathlib import Path
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    exported = dict(line.removeprefix("export ").split(" := ") for line in makefile.splitlines()
+                    if line.startswith("export ") and " := " in line)
+    assert {k: exported.get(k) for k in OPENMP_WAITING} == OPENMP_WAITING
+    assert "OMP_WAIT_POLICY" not in exported
