@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["IGNORE_INDEX", "as_label_array"]
+__all__ = ["IGNORE_INDEX", "as_label_array", "as_label_batch", "check_label_range"]
 
 IGNORE_INDEX = 255
 
@@ -32,11 +32,33 @@ def as_label_array(name: str, x, ndims=(2, 3), num_classes: int | None = None,
     if ndims is not None and arr.ndim not in ndims:
         shapes = " or ".join(_SHAPES.get(n, f"{n}-D") for n in ndims)
         raise ValueError(f"{name} must have shape {shapes}, got {arr.shape}")
-    if num_classes is not None and arr.size:
-        bad = (arr < 0) | (arr >= num_classes)
-        if ignore_index is not None:
-            bad &= arr != ignore_index
-        if bad.any():
-            void = f" or {ignore_index} (ignored)" if ignore_index is not None else ""
-            raise ValueError(f"{name} must be in [0, {num_classes - 1}]{void}, found {int(arr[bad][0])}")
+    if num_classes is not None:
+        check_label_range(name, arr, num_classes, ignore_index)
     return arr
+
+
+def as_label_batch(name: str, x) -> np.ndarray:
+    """Integer label maps as an ``(N, H, W)`` int64 array (accepts ``(H, W)``, NumPy, torch or lists).
+
+    Boolean masks are accepted here (class 0 / class 1), unlike :func:`as_label_array`:
+    the metrics score binary masks too."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.dtype.kind == "b":
+        x = x.astype(np.int64)
+    x = as_label_array(name, x, ndims=(2, 3), ignore_index=None)
+    return (x[None] if x.ndim == 2 else x).astype(np.int64, copy=False)
+
+
+def check_label_range(name: str, labels, num_classes: int, ignore_index: int | None = IGNORE_INDEX) -> None:
+    """Raise ``ValueError`` unless every value of ``labels`` (a NumPy array or a torch tensor on
+    any device) is a class id in ``[0, num_classes)`` or ``ignore_index``."""
+    if labels.size == 0 if isinstance(labels, np.ndarray) else labels.numel() == 0:
+        return
+    bad = (labels < 0) | (labels >= num_classes)
+    if ignore_index is not None:
+        bad &= labels != ignore_index
+    if bad.any():
+        void = f" or {ignore_index} (ignored)" if ignore_index is not None else ""
+        raise ValueError(f"{name} must be in [0, {num_classes - 1}]{void}, found {int(labels[bad][0])}")

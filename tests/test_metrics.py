@@ -119,9 +119,9 @@ def test_dataset_level_miou_is_not_the_mean_of_batch_mious():
 
 
 @pytest.mark.parametrize("pred, target, match", [
-    (np.array([[0, 1]]), np.array([[0, 3]]), "target has label 3"),
-    (np.array([[0, 1]]), np.array([[0, -1]]), "target has label -1"),
-    (np.array([[0, 3]]), np.array([[0, 1]]), "pred has label 3"),
+    (np.array([[0, 1]]), np.array([[0, 3]]), "target must be in \\[0, 2\\] or 255 \\(ignored\\), found 3"),
+    (np.array([[0, 1]]), np.array([[0, -1]]), r"target must be in \[0, 2\] or 255 \(ignored\), found -1"),
+    (np.array([[0, 3]]), np.array([[0, 1]]), r"pred must be in \[0, 2\], found 3"),
     (np.array([[0, 1]]), np.array([[0.0, 1.0]]), "integer"),
     (np.array([[0, 1, 1]]), np.array([[0, 1]]), "same shape"),
     (np.zeros((2, 1, 2), np.float32), np.array([[0, 1]]), "score channels"),
@@ -141,7 +141,7 @@ def test_bad_construction_and_merging():
         ConfusionMatrix(5, ignore_index=2)
     with pytest.raises(ValueError, match="3-class"):
         ConfusionMatrix(2) + ConfusionMatrix(3)
-    with pytest.raises(ValueError, match="target has label 255"):
+    with pytest.raises(ValueError, match=r"target must be in \[0, 1\], found 255"):
         ConfusionMatrix(2, ignore_index=None).update(np.array([[0]]), np.array([[255]]))
 
 

@@ -6,13 +6,9 @@
 * :mod:`.crops`: distance-based evaluation by crop factor around the vanishing point.
 * :mod:`.significance`: paired-bootstrap confidence intervals and an earned bold font.
 * :mod:`.instances`: connected components of a class, their boxes, and box matching.
-
-Everything is importable from ``course_utils.metrics`` as before the split, including
-the private helpers other modules use (``_check_range``).
 """
 from .boundaries import boundary_counts, boundary_f1, f1_from_counts, label_boundary
-from .confusion import (_check_range, _label_batch, _nanmean, _pair,  # noqa: F401  (used by training.py)
-                        ConfusionMatrix, class_iou_of_matrix, iou_of_matrix, miou_of_matrix, predicted_labels)
+from .confusion import ConfusionMatrix, class_iou_of_matrix, iou_of_matrix, miou_of_matrix, predicted_labels
 from .crops import crop_box, crop_factor_miou, vanishing_point_from_labels, zoomed_crop_miou
 from .instances import box_iou, class_components, component_match_counts, match_boxes
 from .significance import BootstrapResult, Winner, paired_bootstrap, per_image_confusion, significant_best

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int
-from ..labels import IGNORE_INDEX
+from ..labels import IGNORE_INDEX, as_label_batch, check_label_range
 
 
 def predicted_labels(logits: torch.Tensor) -> torch.Tensor:
@@ -84,8 +84,8 @@ class ConfusionMatrix:
             keep = target != self.ignore_index
             pred, target = pred[keep], target[keep]
         c = self.num_classes
-        _check_range("target", target, c, self.ignore_index)
-        _check_range("pred", pred, c, None)
+        check_label_range("target", target, c, self.ignore_index)
+        check_label_range("pred", pred, c, None)
         counts = torch.bincount(target * c + pred, minlength=c * c)
         self.matrix += counts.reshape(c, c).cpu().numpy()
         return self
@@ -248,30 +248,8 @@ def _as_tensor(name: str, x) -> torch.Tensor:
     raise ValueError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
 
 
-def _check_range(name: str, labels: torch.Tensor, num_classes: int, ignore_index) -> None:
-    if labels.numel() == 0:
-        return
-    lo, hi = int(labels.min()), int(labels.max())
-    if lo < 0 or hi >= num_classes:
-        bad = labels[(labels < 0) | (labels >= num_classes)]
-        allowed = f"[0, {num_classes - 1}]" + (f" or ignore_index={ignore_index}" if ignore_index is not None else "")
-        raise ValueError(f"{name} has label {int(bad[0])} outside the classes {allowed}")
-
-
-def _label_batch(name: str, x) -> np.ndarray:
-    """Integer label maps as an ``(N, H, W)`` int64 array (accepts ``(H, W)``, NumPy or torch)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim != 3 or x.dtype.kind not in "biu":
-        raise ValueError(f"{name} must be integer labels (N, H, W) or (H, W), got shape {x.shape} dtype {x.dtype}")
-    return x.astype(np.int64, copy=False)
-
-
 def _pair(pred, target):
-    pred, target = _label_batch("pred", pred), _label_batch("target", target)
+    pred, target = as_label_batch("pred", pred), as_label_batch("target", target)
     if pred.shape != target.shape:
         raise ValueError(f"pred {pred.shape} and target {target.shape} must have the same shape")
     return pred, target

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from .._checks import check_int
-from ..labels import IGNORE_INDEX
-from .confusion import ConfusionMatrix, _label_batch, _pair
+from ..labels import IGNORE_INDEX, as_label_batch
+from .confusion import ConfusionMatrix, _pair
 
 __all__ = ["crop_box", "crop_factor_miou", "zoomed_crop_miou", "vanishing_point_from_labels"]
 
@@ -94,23 +94,26 @@ def _back_to_crop(zoomed: np.ndarray, ch: int, cw: int) -> np.ndarray:
     return zoomed[np.ix_(rows, cols)]
 
 
-def zoomed_crop_miou(model, images, targets, centers=None, factors=(1, 1.5, 2, 3, 4),
+def zoomed_crop_miou(predict, images, targets, centers=None, factors=(1, 1.5, 2, 3, 4),
                      num_classes: int | None = None, ignore_index: int | None = IGNORE_INDEX,
-                     batch_size: int = 50, device=None) -> np.ndarray:
+                     batch_size: int = 50) -> np.ndarray:
     """mIoU per crop factor when each crop is upsampled to the full size and predicted anew.
 
     ``images`` ``(N, 3, H, W)`` float in [0, 1], ``targets`` ``(N, H, W)`` labels. For each
     factor ``f`` and image, the :func:`crop_box` around ``centers[i]`` is cut from the image,
-    resized to ``H x W`` (bilinear, ``align_corners=False``), and predicted by ``model``
-    (:func:`course_utils.training.predict`, eval mode, ``batch_size`` crops at a time); the
+    resized to ``H x W`` (bilinear, ``align_corners=False``), and labelled by
+    ``predict(crops)``, a function from float images ``(n, 3, H, W)`` to labels ``(n, H, W)``
+    called with ``batch_size`` crops at a time, e.g.
+    ``functools.partial(course_utils.training.predict, model)``; the
     prediction is brought back to the crop's own pixels by nearest-neighbour sampling at
     their centres and scored against the crop of the labels. Confusion matrices are summed
     over images (dataset level). ``f = 1`` is the ordinary whole-image mIoU.
     """
-    from ..training import predict   # training imports this package: import when called
-
+    if not callable(predict):
+        raise ValueError(f"predict must be a function from images to labels (e.g. functools.partial("
+                         f"course_utils.training.predict, model)), got {type(predict).__name__}")
     images = torch.as_tensor(images)
-    targets = _label_batch("targets", targets)
+    targets = as_label_batch("targets", targets)
     if images.ndim != 4 or images.shape[0] != targets.shape[0] or images.shape[-2:] != targets.shape[-2:]:
         raise ValueError(f"images must be (N, 3, H, W) matching targets {targets.shape}, got {tuple(images.shape)}")
     n, h, w = targets.shape
@@ -126,7 +129,7 @@ def zoomed_crop_miou(model, images, targets, centers=None, factors=(1, 1.5, 2, 3
                 torch.nn.functional.interpolate(images[j:j + 1, :, t0:t1, l0:l1].float(), size=(h, w),
                                                 mode="bilinear", align_corners=False)[0]
                 for j, (t0, t1, l0, l1) in enumerate(boxes[start:start + batch_size], start)])
-            zoomed = predict(model, crops, batch_size=batch_size, device=device)
+            zoomed = predict(crops)
             for j, z in enumerate(zoomed, start):
                 t0, t1, l0, l1 = boxes[j]
                 cm.update(_back_to_crop(z, t1 - t0, l1 - l0), targets[j, t0:t1, l0:l1])
@@ -146,7 +149,7 @@ def vanishing_point_from_labels(labels, road_class: int = 0) -> tuple:
     a quarter of the image, not for geometry. Without road it returns the image centre.
     (Fitting lines to the road's borders did worse: cars and the image border bend them.)
     """
-    lab = _label_batch("labels", labels)[0]
+    lab = as_label_batch("labels", labels)[0]
     h, w = lab.shape
     road = lab == road_class
     rows = np.flatnonzero(road.any(1))

@@ -10,7 +10,7 @@ occluder splits one), which is why instance segmentation needs models of its own
 from __future__ import annotations
 
 from .._checks import check_int
-from .confusion import _label_batch
+from ..labels import as_label_batch
 
 __all__ = ["class_components", "box_iou", "match_boxes", "component_match_counts"]
 
@@ -24,7 +24,7 @@ def class_components(labels, k: int) -> tuple:
     """
     from scipy import ndimage
 
-    lab = _label_batch("labels", labels)
+    lab = as_label_batch("labels", labels)
     if lab.shape[0] != 1:
         raise ValueError(f"labels must be one (H, W) label map, got {lab.shape[0]} maps")
     k = check_int("k", k, 0)
@@ -66,7 +66,7 @@ def component_match_counts(preds, targets, k: int, threshold: float = 0.5) -> tu
 
     Precision of the components is ``n_matched / n_pred``, recall ``n_matched / n_true``.
     """
-    preds, targets = _label_batch("preds", preds), _label_batch("targets", targets)
+    preds, targets = as_label_batch("preds", preds), as_label_batch("targets", targets)
     if preds.shape != targets.shape:
         raise ValueError(f"preds {preds.shape} and targets {targets.shape} must have the same shape")
     n_true = n_pred = n_match = 0
