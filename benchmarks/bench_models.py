@@ -1,10 +1,10 @@
-"""Training step time of FCN-8s, DeepLabV3+ and Gated-SCNN: before issue 14, fp32, channels_last,
+"""Training step time of FCN-8s, DeepLabV3+ and Gated-SCNN: PyTorch's defaults, fp32, channels_last,
 bf16, torch.compile.
 
-One step = forward, loss (cross-entropy; Gated-SCNN its own GSCNNLoss, as it trains;
+One step = forward, loss (each model's own, ``criterion_for``: Gated-SCNN's adds its edge terms;
 "gscnn c2" is Gated-SCNN with its shape stream at stride 4, shape_level="c2"),
-backward and AdamW, at batch 8, 128 px, 2 threads. "before" is the code before issue 14
-(PyTorch's per-tensor AdamW loop, FCN upsampling through ConvTranspose2d); the other
+backward and AdamW, at batch 8, 128 px, 2 threads. "before" is PyTorch's defaults
+(its per-tensor AdamW loop, FCN upsampling through ConvTranspose2d); the other
 columns use fused AdamW and the polyphase upsampling. Each column is the fastest of several
 rounds in which every configuration takes one step in turn; speed-ups are over the same
 model's "before" step in the same run. How OpenMP threads wait (the other half of the
@@ -16,12 +16,10 @@ the compiled models train.
 import time
 
 import torch
-import torch.nn.functional as F
-
 from common import as_before, verdict
-from course_utils.losses import GSCNNLoss
 from course_utils.models import build_model
 from course_utils.precision import Precision, cpu_has_native_bf16
+from course_utils.training import criterion_for
 
 # Row name -> (model, options). "gscnn c2" starts its shape stream from the stride-4 features.
 MODELS = {"fcn8s": ("fcn8s", {}), "deeplabv3plus": ("deeplabv3plus", {}), "gscnn": ("gscnn", {}),
@@ -33,14 +31,14 @@ GSCNN_TARGET = 1.3
 
 def make_step(name, model, images, labels, precision=None, fused=True):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused)
-    loss_fn = GSCNNLoss() if MODELS[name][0] == "gscnn" else (lambda out, y: F.cross_entropy(out, y))
+    loss_fn = criterion_for(model, 255)
     precision = precision or Precision("cpu")
 
     def step():
         opt.zero_grad(set_to_none=True)
         with precision.autocast():
             out = model(images)
-        out = {k: v.float() for k, v in out.items()} if isinstance(out, dict) else out.float()
+        out = {k: v.float() for k, v in out.items()}
         loss = loss_fn(out, labels)
         loss.backward()
         opt.step()

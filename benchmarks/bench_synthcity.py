@@ -44,7 +44,7 @@ def training_rate(size: int = 128, batch: int = 8, steps: int = 4):
 
     def step():
         opt.zero_grad()
-        F.cross_entropy(model(x), y, ignore_index=255).backward()
+        F.cross_entropy(model(x)["out"], y, ignore_index=255).backward()
         opt.step()
 
     step()

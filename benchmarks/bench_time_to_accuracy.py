@@ -1,4 +1,4 @@
-"""Time to accuracy: validation mIoU after a fixed CPU budget, before and after issue 14.
+"""Time to accuracy: validation mIoU after a fixed CPU budget, with PyTorch's defaults and with the course's settings.
 
 FCN-8s, DeepLabV3+ and Gated-SCNN (and, new settings only, Gated-SCNN with its shape
 stream at stride 4) train on SynthCity with the zoo's recipe (128 px,
@@ -7,11 +7,11 @@ encoder) for 60 s and for 120 s of wall time, 2 threads, and are scored on noteb
 validation set (200 scenes, seed 1). Every run is a fresh process, since how OpenMP
 threads wait is fixed when the process starts:
 
-* "old" is the code before issue 14 as far as speed goes: threads sleep at once
+* "old" is PyTorch's defaults as far as speed goes: threads sleep at once
   (OMP_WAIT_POLICY=PASSIVE), NCHW tensors, PyTorch's per-tensor AdamW loop, and FCN's
   upsampling through ConvTranspose2d (the layer's own weights; the polyphase form computes
   the same sums);
-* "new" is the course's defaults now: brief spinning (course_utils.threads),
+* "new" is the course's settings: brief spinning (course_utils.threads),
   channels_last, fused AdamW, polyphase upsampling. bf16 is never chosen on a CPU without
   native bf16, and torch.compile is left out (compiling takes about as long as the 60 s
   budget; bench_models.py times it).
@@ -43,7 +43,6 @@ def worker(name: str, budget: float, setting: str, max_steps: int = 0) -> dict:
     import torch
 
     from course_utils.datasets import CLASSES, SynthCity
-    from course_utils.losses import GSCNNLoss
     from course_utils.models import build_model
     from course_utils.pretrain import load_encoder
     from course_utils.training import StopAt, TrainConfig, evaluate, fit, make_loader
@@ -65,7 +64,7 @@ def worker(name: str, budget: float, setting: str, max_steps: int = 0) -> dict:
     config = TrainConfig(epochs=RECIPE.epochs if max_steps else 1000, time_budget_s=None if max_steps else budget,
                          lr=RECIPE.lr, weight_decay=RECIPE.weight_decay, amp=False, keep="last", progress=False,
                          **layout)
-    history = fit(model, loader, config=config, loss=GSCNNLoss() if arch == "gscnn" else None, device="cpu",
+    history = fit(model, loader, config=config, device="cpu",
                   callbacks=[StopAt(max_steps)] if max_steps else ())
     if max_steps:
         return {"steps": history.steps, "train_time_s": history.train_time_s,
@@ -90,7 +89,7 @@ def main():
             for setting in SETTINGS if name != "gscnn c2" else ("new",):
                 r = results[name, budget, setting] = run(name, budget, setting)
                 print(f"  {name:<14}{budget:>4} s {setting}: mIoU {r['miou']:.3f} after {r['steps']} steps", flush=True)
-    print(f"validation mIoU after a {THREADS}-thread CPU budget (old: before issue 14; new: the defaults now)")
+    print(f"validation mIoU after a {THREADS}-thread CPU budget (old: PyTorch's defaults; new: the course's settings)")
     print(f"{'model':<15}{'budget':>7}{'old':>8}{'new':>8}{'new/old':>9}{'steps old/new':>15}")
     for name in MODELS:
         for budget in BUDGETS:

@@ -20,7 +20,7 @@ def verdict(ok: bool) -> str:
     return "meets target" if ok else "MISSES target"
 
 
-# -- "before issue 14" vs the course's defaults now, for benchmarks that train in fresh processes --
+# -- PyTorch's defaults ("old") vs the course's settings ("new"), for benchmarks that train in fresh processes --
 WAITING = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 
@@ -44,15 +44,15 @@ def apply_setting(setting: str) -> dict:
     TrainConfig options of the setting (old: NCHW; new: the defaults). Models built for "old"
     also go through :func:`as_before`."""
     if setting == "old":
-        from course_utils.training import config
+        from course_utils.training import optimizer
 
-        config._fused_supported = lambda params: False
+        optimizer._fused_supported = lambda params: False
         return {"channels_last": False}
     return {}
 
 
 def as_before(model):
-    """``model`` with FCN's upsampling as it was before issue 14: each layer's own ConvTranspose2d
+    """``model`` with FCN's upsampling as PyTorch's layer computes it: each layer's own ConvTranspose2d
     on the zero-inserted grid (the same weights; the polyphase form computes the same sums)."""
     from course_utils.models import BilinearUpsample
 

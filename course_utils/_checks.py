@@ -5,6 +5,7 @@ values, because the first reader of that message is a student in the middle of a
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -83,3 +84,10 @@ def _range_text(minimum, maximum) -> str:
     if maximum is not None:
         return f"<= {maximum}"
     return ""
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> None:
+    """Raise unless ``value`` is a finite number > 0 (>= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a number {'>= 0' if allow_zero else '> 0'}, got {value!r}")

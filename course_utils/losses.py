@@ -1,6 +1,8 @@
 """Losses for segmentation and for Gated-SCNN's boundary supervision.
 
-* :func:`cross_entropy`: per-pixel cross-entropy that skips void pixels (``ignore_index``).
+* :func:`cross_entropy`: per-pixel cross-entropy that skips void pixels (``ignore_index``);
+  :class:`SegmentationCrossEntropy` applies it to a model's training output ``{"out": ...}``
+  (the loss of every model without one of its own).
 * :func:`label_edges`: ground-truth boundary maps derived from label maps.
 * :func:`balanced_bce`: binary cross-entropy on edge logits, weighted by the inverse class
   frequency per image as in HED (Xie and Tu, 2015), which Gated-SCNN uses for its shape
@@ -10,7 +12,8 @@
   which asks the boundaries *of the predicted segmentation* to agree with the boundaries
   of the ground truth, and the segmentation to be right where the shape stream sees an
   edge. Written from the paper's description, not from its code.
-* :class:`GSCNNLoss`: the three combined, callable as ``fit(..., loss=GSCNNLoss())``.
+* :class:`GSCNNLoss`: the three combined; Gated-SCNN's own loss (``GSCNN.criterion``), so
+  ``fit`` uses it without being told.
 
 Boundary convention (shared by :func:`label_edges` and :func:`soft_boundaries`): a pixel is
 on a boundary when its ``(2 radius + 1)``-square window holds more than one class. So a
@@ -35,7 +38,7 @@ from ._checks import check_int
 from .labels import IGNORE_INDEX
 from .metrics import predicted_labels
 
-__all__ = ["cross_entropy", "label_edges", "balanced_bce", "balanced_bce_weights", "soft_boundaries",
+__all__ = ["cross_entropy", "SegmentationCrossEntropy", "label_edges", "balanced_bce", "balanced_bce_weights", "soft_boundaries",
            "dual_task_loss", "GSCNNLoss"]
 
 
@@ -60,6 +63,22 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int 
     labels = _check_labels(labels)
     _check_logits(logits, labels)
     return F.cross_entropy(logits, labels.long(), weight=weight, ignore_index=ignore_index)
+
+
+class SegmentationCrossEntropy:
+    """``loss(output, labels)``: :func:`cross_entropy` of a training output's ``output["out"]``."""
+
+    def __init__(self, ignore_index: int = IGNORE_INDEX):
+        self.ignore_index = ignore_index
+
+    def __call__(self, output, labels: torch.Tensor) -> torch.Tensor:
+        if not isinstance(output, dict) or "out" not in output:
+            raise ValueError("output must be a model's training output, a dict {'out': logits, ...}; got "
+                             f"{type(output).__name__}")
+        return cross_entropy(output["out"].float(), labels, self.ignore_index)
+
+    def __repr__(self) -> str:
+        return f"SegmentationCrossEntropy(ignore_index={self.ignore_index})"
 
 
 def _window_max(x: torch.Tensor, radius: int) -> torch.Tensor:

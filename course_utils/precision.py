@@ -18,7 +18,10 @@ Mixed precision is a choice of (autocast dtype, gradient scaler) per device:
   constructing ``torch.autocast("mps", enabled=False)`` raises on older torch versions.
 
 ``amp=None`` means "the policy decides", ``True`` asks for mixed precision (an error
-where the device cannot give it natively), ``False`` turns it off. Losses, the argmax and
+where the device cannot give it natively), ``False`` turns it off. The environment variable
+``COURSE_AMP`` (``0`` or ``1``) stands in for ``amp=None``, like ``COURSE_DEVICE`` for the
+device: the Makefile's ``test``, ``refs`` and ``course`` set ``COURSE_AMP=0``, so the
+notebooks' stored outputs (computed in fp32) hold on a CPU with native bf16 too. Losses, the argmax and
 the metrics stay in fp32 whatever the policy says (callers cast logits with ``.float()``).
 """
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 import time
 
 import torch
@@ -126,15 +130,27 @@ def cpu_bf16_speedup(size: int = 64, channels: int = 32, repeat: int = 3) -> flo
         net.zero_grad(set_to_none=True)
         return min(times[1:])
 
-    fp32 = best(Precision("cpu"))
-    bf16 = best(Precision("cpu", torch.bfloat16))
+    with torch.enable_grad():     # the policy may be asked inside evaluation's no_grad
+        fp32 = best(Precision("cpu"))
+        bf16 = best(Precision("cpu", torch.bfloat16))
     return fp32 / max(bf16, 1e-9)
+
+
+def amp_from_environment() -> bool | None:
+    """``COURSE_AMP``: ``0`` (fp32), ``1`` (mixed precision), unset or ``auto`` (the policy decides)."""
+    value = os.environ.get("COURSE_AMP", "").strip().lower()
+    choices = {"": None, "auto": None, "0": False, "1": True}
+    if value not in choices:
+        raise ValueError(f"COURSE_AMP must be 0, 1 or auto (or unset), got {value!r}")
+    return choices[value]
 
 
 def choose_precision(device, amp: bool | None = None) -> Precision:
     """The precision policy for ``device`` (see the module docstring)."""
     if amp not in (None, True, False):
         raise ValueError(f"amp must be None (the policy decides), True or False; got {amp!r}")
+    if amp is None:
+        amp = amp_from_environment()
     device = torch.device(device)
     kind = device.type
     if amp is False:

@@ -11,7 +11,7 @@ often as sky.
 
 Reproduce the committed checkpoint with::
 
-    python -m course_utils.pretrain --out data/encoder_synthcity.pt --seed 0
+    python -m course_utils.cli.pretrain --out data/encoder_synthcity.pt --seed 0
 
 It writes the checkpoint atomically (:func:`course_utils.training.save_checkpoint`) and a
 manifest ``data/encoder_synthcity.json`` with the command, seed, sha256, held-out
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -187,7 +186,7 @@ def pretrain(out=DEFAULT_CHECKPOINT, *, seed: int = 0, scenes: int = 1000, val_s
 
 
 def _default_command(out: Path, seed: int) -> str:
-    return f"python -m course_utils.pretrain --out {shlex.quote(str(out))} --seed {seed}"
+    return f"python -m course_utils.cli.pretrain --out {shlex.quote(str(out))} --seed {seed}"
 
 
 def read_manifest(checkpoint=DEFAULT_CHECKPOINT, manifest=None) -> dict:
@@ -196,7 +195,7 @@ def read_manifest(checkpoint=DEFAULT_CHECKPOINT, manifest=None) -> dict:
     manifest = Path(manifest) if manifest is not None else checkpoint.with_suffix(".json")
     if not manifest.is_file():
         raise FileNotFoundError(f"manifest {str(manifest)!r} of checkpoint {str(checkpoint)!r} does not exist; "
-                                "run python -m course_utils.pretrain to create both")
+                                "run python -m course_utils.cli.pretrain to create both")
     info = json.loads(manifest.read_text())
     if not isinstance(info, dict) or "sha256" not in info:
         raise ValueError(f"manifest {str(manifest)!r} has no 'sha256' entry")
@@ -238,9 +237,3 @@ def load_classifier(checkpoint=DEFAULT_CHECKPOINT, manifest=None) -> EncoderClas
     model.fc.load_state_dict(state["classifier"])
     return model.eval()
 
-
-if __name__ == "__main__":
-    # `python -m course_utils.pretrain`: the command line lives in course_utils.cli.pretrain.
-    from .cli.pretrain import main
-
-    sys.exit(main())

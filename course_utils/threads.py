@@ -3,22 +3,16 @@
 PyTorch runs each CPU operation on OpenMP threads. Between two operations the threads
 either spin (fast to restart, but they hold their core) or sleep (they free the core,
 but waking them costs time on every operation). The course's models are small, so a
-training step is hundreds of short operations and the choice matters. Measured on the
-2-core CI machine by ``benchmarks/bench_threads.py`` (``make bench``; FCN-8s, batch 8,
-128 px, 2 threads, median ms per step, alone / two training processes side by side, in two
-runs of 2026-11-30):
-
-* libgomp's default (spin about 300,000 times, then sleep): 46 / 177 and 39 / 2,535;
-* ``OMP_WAIT_POLICY=PASSIVE`` (sleep at once; the course's setting until 2026-11-30):
-  69 / 93 and 83 / 98;
-* ``OMP_WAIT_POLICY=ACTIVE`` (spin for ever): 41 / 2,720 and 52 / 2,720;
-* ``GOMP_SPINCOUNT=1000`` (spin briefly, then sleep): 56 / 108 and 48 / 121.
-
-So the course spins briefly (libgomp's ``GOMP_SPINCOUNT``, GCC's libgomp manual,
-"GOMP_SPINCOUNT"), which Linux builds of PyTorch read. Builds linked to LLVM's or Intel's
-OpenMP (macOS, Windows) read ``KMP_BLOCKTIME`` instead; the course sets it to 0 (sleep at
-once, what PASSIVE means there: LLVM review D18577), having measured nothing on those
-runtimes. A value the user set (including ``OMP_WAIT_POLICY``) is left alone.
+training step is hundreds of short operations and the choice matters: sleeping at once
+(``OMP_WAIT_POLICY=PASSIVE``) makes every operation pay the wake-up, and spinning for
+ever (``ACTIVE``, or libgomp's long default spin) can collapse when two trainings share
+the cores. So the course spins briefly, then sleeps (libgomp's ``GOMP_SPINCOUNT``, GCC's
+libgomp manual, "GOMP_SPINCOUNT"), which Linux builds of PyTorch read;
+``benchmarks/bench_threads.py`` measures the four settings side by side (the benchmark
+results). Builds linked to LLVM's or Intel's OpenMP (macOS, Windows) read
+``KMP_BLOCKTIME`` instead; the course sets it to 0 (sleep at once, what PASSIVE means
+there: LLVM review D18577), unmeasured on those runtimes. A value the user set
+(including ``OMP_WAIT_POLICY``) is left alone.
 """
 from __future__ import annotations
 

@@ -1,21 +1,19 @@
 """The course's model zoo: FCN-8s, PSPNet, DeepLabV3+ and Gated-SCNN trained on SynthCity.
 
-Notebook 08 compares the four models. Training them takes about 50 minutes on two
-AVX2 CPU cores (projected from each model's first 100 steps by
-``benchmarks/bench_time_to_accuracy.py``, 2026-11-30; 30 minutes on the AMX machine that
-trained them), too long for a lecture, so the course trains them once with one recipe and
-commits the weights under ``data/zoo/`` with a manifest (``data/zoo/manifest.json``):
-the command, the recipe, and per model its options, SHA-256, size, training time and
-validation mIoU. Reproduce them with::
+Notebook 08 compares the four models. Training them takes most of an hour on a laptop
+CPU (the benchmark results give the measured times), too long for a lecture, so the
+course trains them once with one recipe and commits the weights under ``data/zoo/`` with
+a manifest (``data/zoo/manifest.json``): the command, the recipe, and per model its
+options, SHA-256, size, training time and validation mIoU. Reproduce them with::
 
-    python -m course_utils.zoo --out data/zoo
+    python -m course_utils.cli.zoo --out data/zoo
 
 (``--models gscnn`` retrains one; ``--device cuda`` uses a GPU). The recipe is the same
 for every model, so the comparison is of architectures, not of tuning effort: the same
 pre-trained encoder (``data/encoder_synthcity.pt``), scenes, augmentation, epochs, batch
-size, AdamW with the poly schedule, and seed. Gated-SCNN trains with its own loss
-(cross-entropy + class-balanced edge BCE + the dual-task term); the others with
-cross-entropy. The weights of the *last* epoch are kept, not the best validated ones:
+size, AdamW with the poly schedule, and seed. Each model trains with its own loss
+(``model.criterion()``): Gated-SCNN's adds a class-balanced edge BCE and the dual-task
+term to the cross-entropy the others use. The weights of the *last* epoch are kept, not the best validated ones:
 picking by validation mIoU would select on the data the notebook then reports.
 
 The results are bit-reproducible on the same CPU with the same thread count; another CPU
@@ -27,13 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from ._checks import check_choice
+from .labels import IGNORE_INDEX
 from .paths import DATA_DIR
 
 __all__ = ["ZOO_DIR", "ZOO_MODELS", "LABEL", "RECIPE", "train_zoo_model", "read_zoo_manifest", "load_zoo_model",
@@ -78,10 +76,9 @@ def train_zoo_model(name: str, out_dir=ZOO_DIR, recipe: Recipe = RECIPE, device=
                     max_steps: int | None = None) -> dict:
     """Train zoo model ``name`` with ``recipe``; write ``out_dir/NAME.pt``; return its manifest entry."""
     from .datasets import CLASSES, SynthCity
-    from .losses import GSCNNLoss
     from .models import build_model
     from .pretrain import load_encoder
-    from .training import StopAt, evaluate, fit, make_loader, save_checkpoint, select_device
+    from .training import StopAt, criterion_for, evaluate, fit, make_loader, save_checkpoint, select_device
 
     check_choice("name", name, tuple(ZOO_MODELS))
     device = select_device(device)
@@ -95,11 +92,10 @@ def train_zoo_model(name: str, out_dir=ZOO_DIR, recipe: Recipe = RECIPE, device=
         load_encoder(model)
     train_loader = make_loader(train_set, recipe.batch_size, shuffle=True, device=device, seed=recipe.seed)
     val_loader = make_loader(val_set, 32, device=device)
-    loss = GSCNNLoss() if name == "gscnn" else None
     callbacks = [] if max_steps is None else [StopAt(max_steps)]
     t0 = time.perf_counter()
     history = fit(model, train_loader, val_loader, epochs=recipe.epochs, lr=recipe.lr,
-                  weight_decay=recipe.weight_decay, loss=loss, device=device, val_every=recipe.epochs,
+                  weight_decay=recipe.weight_decay, device=device, val_every=recipe.epochs,
                   keep="last", progress=progress, callbacks=callbacks)
     train_time = time.perf_counter() - t0
     model.to("cpu")
@@ -107,7 +103,7 @@ def train_zoo_model(name: str, out_dir=ZOO_DIR, recipe: Recipe = RECIPE, device=
     sha = save_checkpoint(out, model=model, recipe=dataclasses.asdict(recipe), val_miou=cm.miou())
     return {"file": out.name, "sha256": sha, "bytes": out.stat().st_size, "options": options,
             "parameters": sum(p.numel() for p in model.parameters()), "steps": history.steps,
-            "loss": "GSCNNLoss (CE + balanced edge BCE + dual-task)" if loss else "cross-entropy",
+            "loss": repr(criterion_for(model, IGNORE_INDEX)),
             "val_miou": round(cm.miou(), 4), "train_time_s": round(train_time, 1),
             "images_per_s": round(history.images_per_s, 1), "device": str(device)}
 
@@ -119,7 +115,7 @@ def read_zoo_manifest(zoo_dir=ZOO_DIR) -> dict:
     path = Path(zoo_dir) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"no zoo manifest {str(path)!r}; create it with: "
-                                f"python -m course_utils.zoo --out {shlex.quote(str(zoo_dir))}")
+                                f"python -m course_utils.cli.zoo --out {shlex.quote(str(zoo_dir))}")
     info = json.loads(path.read_text())
     if not isinstance(info, dict) or not isinstance(info.get("models"), dict):
         raise ValueError(f"zoo manifest {str(path)!r} has no 'models' table")
@@ -143,9 +139,3 @@ def load_zoo(zoo_dir=ZOO_DIR, device="cpu") -> dict:
     """All zoo models, ``{name: model}`` in the manifest's order, hash-checked, in eval mode."""
     return {name: load_zoo_model(name, zoo_dir, device) for name in read_zoo_manifest(zoo_dir)["models"]}
 
-
-if __name__ == "__main__":
-    # `python -m course_utils.zoo`: the command line lives in course_utils.cli.zoo.
-    from .cli.zoo import main
-
-    sys.exit(main())

@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from course_utils.losses import GSCNNLoss
-from course_utils.training import logits_of
+from course_utils.training import criterion_for
 from course_utils import upsampling as up
 from course_utils.models import (BilinearUpsample, ResNetBackbone, available_models, build_model,
                                  convolutionalize)
@@ -55,8 +54,8 @@ def test_batch_size_one_trains_a_step(name, norm):
     before = [p.detach().clone() for p in model.parameters()]
     x, y = torch.rand(1, 3, 97, 131), torch.randint(0, 5, (1, 97, 131))
     output = model(x)
-    # Gated-SCNN's edge output is trained by its own loss; CE alone would leave it untouched.
-    loss = GSCNNLoss()(output, y) if name == "gscnn" else F.cross_entropy(logits_of(output), y)
+    # Each model's own loss: Gated-SCNN's edge output would stay untouched by CE alone.
+    loss = criterion_for(model, 255)(output, y)
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)
@@ -71,7 +70,7 @@ def test_batchnorm_at_batch_one_needs_more_than_one_pixel_groupnorm_does_not():
     x = torch.rand(1, 3, 16, 16)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         small("fcn8s", norm="batch").train()(x)
-    out = small("fcn8s", norm="group").train()(x)
+    out = small("fcn8s", norm="group").train()(x)["out"]
     out.sum().backward()
     assert out.shape == (1, 5, 16, 16)
     # In eval mode BatchNorm uses its running statistics, so any size works.
@@ -144,7 +143,7 @@ def test_channels_last_fcn_gradients_have_their_parameters_strides(depthwise):
     # parameter; the polyphase upsampling must hand back its weight's gradient as
     # ConvTranspose2d did.
     model = build_model("fcn8s", 3, width=8, depthwise_upsampling=depthwise).to(memory_format=torch.channels_last)
-    model(torch.rand(2, 3, 40, 40).contiguous(memory_format=torch.channels_last)).sum().backward()
+    model(torch.rand(2, 3, 40, 40).contiguous(memory_format=torch.channels_last))["out"].sum().backward()
     mismatched = [n for n, p in model.named_parameters() if p.grad.stride() != p.stride()]
     assert mismatched == []
 
@@ -297,3 +296,19 @@ def test_bad_images_are_refused(x, match):
 def test_build_config_is_recorded():
     model = build_model("fcn16s", 4, width=8, norm="group")
     assert model.build_config == {"name": "fcn16s", "num_classes": 4, "options": {"width": 8, "norm": "group"}}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_model_follows_the_output_contract(name):
+    # Training mode: a dict with the logits under "out" (plus auxiliary outputs); eval mode:
+    # the logits alone, the same values as "out" in eval mode's computation.
+    torch.manual_seed(0)
+    model = small(name)
+    x = torch.rand(2, 3, 40, 52)
+    out = model.train()(x)
+    assert isinstance(out, dict) and out["out"].shape == (2, 5, 40, 52)
+    assert set(out) == ({"out", "edge"} if name == "gscnn" else {"out"})
+    with torch.no_grad():
+        logits = model.eval()(x)
+        assert isinstance(logits, torch.Tensor) and logits.shape == (2, 5, 40, 52)
+        assert torch.equal(logits, model.outputs(x)["out"])

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from course_utils.losses import GSCNNLoss
 from course_utils.models import BilinearUpsample, aspp_rates, build_model, sobel_magnitude, upsample_aligned
 from course_utils.models.pspnet import PyramidPooling
-from course_utils.training import fit, logits_of
+from course_utils.training import fit
 
 NEW = ["pspnet", "deeplabv3", "deeplabv3plus", "gscnn"]
 SIZES = [(64, 64), (97, 131), (33, 7), (1, 1)]
@@ -44,7 +44,7 @@ def test_pooled_branches_train_at_batch_one_on_a_one_pixel_map(name):
     # 16x16 at output stride 32: the ASPP / pyramid sees a 1x1 map. The image-pooling and
     # pyramid branches have no BatchNorm, so with GroupNorm elsewhere batch size 1 trains.
     model = small(name, norm="group", output_stride=32).train()
-    out = logits_of(model(torch.rand(1, 3, 16, 16)))
+    out = model(torch.rand(1, 3, 16, 16))["out"]
     out.sum().backward()
     assert out.shape == (1, 5, 16, 16)
     bn = [m for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -166,16 +166,25 @@ def test_gscnn_gates_depend_on_the_regular_stream():
     assert not torch.allclose(a, b)
 
 
-def test_gscnn_trains_with_fit_and_the_gscnn_loss():
+def test_fit_trains_gscnn_with_its_own_loss_when_none_is_given(monkeypatch):
     torch.manual_seed(0)
     images = torch.rand(4, 3, 32, 32)
     labels = (images[:, 0] > 0.5).long()
     loader = DataLoader(TensorDataset(images, labels), batch_size=2)
     model = small("gscnn", num_classes=2)
-    loss = GSCNNLoss()
-    history = fit(model, loader, epochs=1, loss=loss, device="cpu", progress=False)
-    assert history is not None
-    assert set(loss.last) == {"seg", "edge", "dual"} and all(np.isfinite(v) for v in loss.last.values())
+    calls = []
+    real_call = GSCNNLoss.__call__
+
+    def spy(self, output, labels):
+        total = real_call(self, output, labels)
+        calls.append(self.last)
+        return total
+
+    monkeypatch.setattr(GSCNNLoss, "__call__", spy)
+    history = fit(model, loader, epochs=1, device="cpu", progress=False)
+    assert history.steps == 2 and len(calls) == 2
+    assert all(set(parts) == {"seg", "edge", "dual"} and all(np.isfinite(v) for v in parts.values())
+               for parts in calls)
 
 
 @pytest.mark.parametrize("name, kwargs, match", [

@@ -196,6 +196,7 @@ def test_guard_is_not_active_in_this_process():
     assert not getattr(socket, "course_offline_guard", False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", CHEAP, ids=lambda p: p.name)
 def test_notebook_runs_offline(guard_env, path, monkeypatch):
     folder, env = guard_env

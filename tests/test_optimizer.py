@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.training import TrainConfig, build_optimizer
+from course_utils.training import TrainConfig
+from course_utils.training.optimizer import build_optimizer
 
 
 def small_model():
@@ -41,3 +42,22 @@ def test_parameters_on_meta_get_the_loop_not_fused_kernels():
     model = small_model().to("meta")
     opt = build_optimizer(model, TrainConfig(epochs=1).validate())
     assert not any(g["fused"] for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("name, cls", [("adamw", "AdamW"), ("sgd", "SGD")])
+def test_a_torch_without_fused_kernels_here_gets_the_plain_optimizer(monkeypatch, name, cls):
+    # What an older PyTorch does when asked for fused kernels on the CPU: it refuses.
+    real = getattr(torch.optim, cls)
+
+    def no_fused_here(params, *args, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
+                               "supported devices: ['cuda']")
+        return real(params, *args, fused=fused, **kwargs)
+
+    monkeypatch.setattr(torch.optim, cls, no_fused_here)
+    config = TrainConfig(epochs=1, optimizer=name, lr=0.05).validate()
+    with pytest.warns(UserWarning, match="fused .* is not available here"):
+        opt = build_optimizer(small_model(), config)
+    assert isinstance(opt, real) and not any(g["fused"] for g in opt.param_groups)
+    assert opt.param_groups[0]["lr"] == 0.05

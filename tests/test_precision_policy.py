@@ -53,3 +53,34 @@ def test_the_real_machine_never_gets_emulated_bf16():
 def test_the_probe_measures_a_ratio():
     ratio = precision.cpu_bf16_speedup(size=8, channels=4, repeat=1)
     assert 0 < ratio < float("inf")
+
+
+@pytest.mark.parametrize("value, expected", [("0", False), ("1", True), ("auto", None), ("", None)])
+def test_course_amp_stands_in_for_amp_none(monkeypatch, value, expected):
+    from course_utils import precision
+
+    monkeypatch.setenv("COURSE_AMP", value)
+    assert precision.amp_from_environment() is expected
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 2.0)
+    chosen = precision.choose_precision("cpu")
+    assert chosen.dtype == (None if expected is False else torch.bfloat16)
+    assert precision.choose_precision("cpu", amp=False).dtype is None     # an explicit amp wins
+
+
+def test_a_bad_course_amp_names_the_variable(monkeypatch):
+    from course_utils import precision
+
+    monkeypatch.setenv("COURSE_AMP", "fast")
+    with pytest.raises(ValueError, match="COURSE_AMP must be 0, 1 or auto"):
+        precision.choose_precision("cpu")
+
+
+def test_the_cpu_probe_runs_inside_no_grad():
+    # evaluate() asks the policy inside torch.no_grad(); the probe's backward must still run.
+    from course_utils import precision
+
+    precision.cpu_bf16_speedup.cache_clear()
+    with torch.no_grad():
+        assert precision.cpu_bf16_speedup(size=8, channels=4, repeat=1) > 0
+    precision.cpu_bf16_speedup.cache_clear()

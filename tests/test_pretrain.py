@@ -24,7 +24,7 @@ def test_manifest_matches_committed_checkpoint(manifest):
     assert manifest["checkpoint"] == CKPT.name
     assert sha256_file(CKPT) == manifest["sha256"]
     assert CKPT.stat().st_size == manifest["bytes"] < 2_500_000
-    assert manifest["command"].startswith("python -m course_utils.pretrain")
+    assert manifest["command"].startswith("python -m course_utils.cli.pretrain")
     assert f"--seed {manifest['seed']}" in manifest["command"]
     assert manifest["backbone_options"] == pt.DEFAULT_OPTIONS
     assert manifest["torch_version"]

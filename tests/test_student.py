@@ -84,6 +84,7 @@ def _first_exercise(nb):
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_student_copy_runs_to_the_first_exercise(student_dir, path):
     copy = nbformat.read(student_dir / path.name, as_version=4)

@@ -12,6 +12,7 @@ from course_utils.widgets import DEMOS, Demo
 from course_utils.widgets.base import CSS_DPI, PIXEL_DENSITY, clipped_texts, sweep
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(DEMOS))
 def test_every_combination_renders(name):
     demo = DEMOS[name]()
@@ -89,3 +90,15 @@ def test_cached_text_draws_what_plain_agg_draws(name):
         box = text.get_window_extent(renderer)
         text_rows[max(0, int(height - box.y1) - 2): int(height - box.y0) + 3] = True
     assert not differs[~text_rows].any()
+
+
+def test_every_widget_module_is_imported_by_the_package_so_its_demos_are_registered():
+    import pkgutil
+    import sys
+
+    import course_utils.widgets as widgets
+
+    modules = {m.name for m in pkgutil.iter_modules(widgets.__path__)}
+    missing = sorted(m for m in modules if f"course_utils.widgets.{m}" not in sys.modules)
+    assert missing == [], f"import these in course_utils/widgets/__init__.py: {missing}"
+    assert all(builder.__name__ in widgets.__all__ for builder in widgets.DEMOS.values())

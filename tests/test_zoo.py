@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_the_committed_manifest_describes_the_committed_files():
     info = zoo.read_zoo_manifest()
     assert list(info["models"]) == list(zoo.ZOO_MODELS)
-    assert info["command"].startswith("python -m course_utils.zoo --out data/zoo")
+    assert info["command"].startswith("python -m course_utils.cli.zoo --out data/zoo")
     # The code's recipe is the one the committed weights were trained with.
     assert info["recipe"] == dataclasses.asdict(zoo.RECIPE)
     for name, entry in info["models"].items():
@@ -57,7 +57,7 @@ def test_a_tampered_file_unknown_name_or_missing_zoo_are_clear_errors(tmp_path):
         zoo.load_zoo_model("fcn8s", copy)
     with pytest.raises(ValueError, match="name must be one of"):
         zoo.load_zoo_model("segformer", copy)
-    with pytest.raises(FileNotFoundError, match="python -m course_utils.zoo"):
+    with pytest.raises(FileNotFoundError, match="python -m course_utils.cli.zoo"):
         zoo.read_zoo_manifest(tmp_path / "nowhere")
 
 

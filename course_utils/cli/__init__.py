@@ -4,14 +4,14 @@
   :func:`course_utils.training.fit`.
 * :mod:`.evaluate`: ``python -m course_utils.evaluate``, over
   :func:`course_utils.training.evaluate`.
-* :mod:`.zoo`: ``python -m course_utils.zoo``, retrains the committed model zoo.
-* :mod:`.pretrain`: ``python -m course_utils.pretrain``, retrains the committed encoder.
+* :mod:`.zoo`: ``python -m course_utils.cli.zoo``, retrains the committed model zoo.
+* :mod:`.pretrain`: ``python -m course_utils.cli.pretrain``, retrains the committed encoder.
 * :mod:`.common` (data specs, model options, one-line errors) and :mod:`.distributed`
   (joining a ``torchrun`` process group).
 
-The library never imports this package (a test walks the imports); the
-``course_utils.train`` / ``evaluate`` / ``zoo`` / ``pretrain`` modules run these when
-started with ``python -m``.
+The library never imports this package (a test walks the imports); the two documented
+shims ``course_utils.train`` and ``course_utils.evaluate`` run these when started with
+``python -m``.
 
 Importing this package sets how OpenMP threads wait (:mod:`course_utils.threads`): for
 ``python -m course_utils.train`` and ``evaluate`` that happens before torch is imported,

@@ -1,4 +1,4 @@
-"""``python -m course_utils.pretrain``: retrain the course's encoder (see :mod:`course_utils.pretrain`)."""
+"""``python -m course_utils.cli.pretrain``: retrain the course's encoder (see :mod:`course_utils.pretrain`)."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,7 @@ _DESCRIPTION = 'The course\'s own "ImageNet": pre-train the backbone encoder on 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m course_utils.pretrain", description=_DESCRIPTION)
+    p = argparse.ArgumentParser(prog="python -m course_utils.cli.pretrain", description=_DESCRIPTION)
     p.add_argument("--out", default=str(Path("data") / "encoder_synthcity.pt"), help="checkpoint path")
     p.add_argument("--manifest", default=None, help="manifest path (default: OUT with suffix .json)")
     p.add_argument("--seed", type=int, default=0)
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     argv_list = sys.argv[1:] if argv is None else list(argv)
-    command = " ".join(["python -m course_utils.pretrain"] + [shlex.quote(a) for a in argv_list])
+    command = " ".join(["python -m course_utils.cli.pretrain"] + [shlex.quote(a) for a in argv_list])
     info = pretrain(args.out, seed=args.seed, scenes=args.scenes, val_scenes=args.val_scenes,
                     scene_size=args.scene_size, crop=args.crop, per_scene=args.per_scene,
                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, width=args.width,

@@ -41,7 +41,9 @@ killed there (the state is saved), which is how the tests check resuming.
 
 Precision follows :func:`course_utils.precision.choose_precision` (bf16 on GPUs with native
 bf16, fp16 with a gradient scaler on older ones, fp32 elsewhere; ``--no-amp`` for fp32);
-channels_last on CPU and CUDA; ``--compile`` trains a ``torch.compile``-d model.
+channels_last on CPU and CUDA; ``--compile`` trains a ``torch.compile``-d model. Each model
+trains with its own loss (``model.criterion()``: cross-entropy, Gated-SCNN's adds its edge
+and dual-task terms), recorded in ``config.json``.
 """
 from __future__ import annotations
 
@@ -110,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes")
     p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic algorithms only, so --resume repeats an uninterrupted run exactly on CUDA "
+                        "too (slower there; set CUBLAS_WORKSPACE_CONFIG=:4096:8 before starting, as PyTorch's "
+                        "reproducibility notes ask)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per process")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/latest.pt")
@@ -124,7 +130,8 @@ def main(argv=None) -> int:
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     from ..models import available_models, build_model
-    from ..training import ShardSampler, StopAt, TrainConfig, fit, load_checkpoint, make_loader, prepare_model
+    from ..training import (ShardSampler, StopAt, TrainConfig, criterion_for, fit, load_checkpoint, make_loader,
+                            prepare_model)
 
     if args.model not in available_models():
         raise CLIError(f"--model must be one of {', '.join(available_models())}; got {args.model!r}")
@@ -159,8 +166,8 @@ def _main(argv) -> int:
     encoder = None if args.resume else start_from_encoder(model, args.pretrained_encoder)
     if args.sync_bn and device.type != "cuda":
         raise CLIError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only")
-    # Layout and compilation before the DDP wrapper (prepare_model's order), which then
-    # hooks the parameters as they will stay.
+    # The layout before the DDP wrapper, which then hooks the parameters as they will stay,
+    # and compilation around it (prepare_model's order).
     model = prepare_model(model, device, channels_last=args.channels_last, compile=args.compile, ddp=world > 1,
                           sync_bn=args.sync_bn and world > 1)
 
@@ -179,7 +186,7 @@ def _main(argv) -> int:
 
     config = TrainConfig(epochs=epochs, time_budget_s=args.time_budget, optimizer=args.optimizer, lr=lr,
                          weight_decay=args.weight_decay, amp=args.amp, channels_last=args.channels_last,
-                         compile=args.compile,
+                         compile=args.compile, deterministic=args.deterministic,
                          val_every=args.val_every, checkpoint=str(latest), best_checkpoint=str(best),
                          checkpoint_every=args.checkpoint_every, resume=bool(args.resume), keep="last",
                          progress=not args.quiet and rank == 0)
@@ -188,11 +195,11 @@ def _main(argv) -> int:
         info = {"args": vars(args), "world_size": world, "per_process_batch": per_rank_batch,
                 "device": str(device), "num_classes": num_classes, "train_size": len(train_set),
                 "val_size": len(val_set), "model_options": options, "pretrained_encoder": encoder,
+                "loss": repr(criterion_for(model, config.ignore_index)),
                 "train_config": dataclasses.asdict(config)}
         write_atomic(out / "config.json", json.dumps(info, indent=2, default=str) + "\n")
 
-    names = cli_data.class_names(train_set)
-    callbacks = [MetricsWriter(out, names) if rank == 0 else (lambda trainer, event: None)]
+    callbacks = [MetricsWriter(out) if rank == 0 else (lambda trainer, event: None)]
     if args.max_steps is not None:
         callbacks.append(StopAt(args.max_steps))
     history = fit(model, train_loader, val_loader, config=config, callbacks=callbacks, device=device,
@@ -226,8 +233,8 @@ def start_from_encoder(model, choice: str):
 class MetricsWriter:
     """Rewrites ``metrics.csv`` after every epoch, so a killed job leaves its log behind."""
 
-    def __init__(self, out: Path, names):
-        self.out, self.names = out, names
+    def __init__(self, out: Path):
+        self.out = out
 
     def __call__(self, trainer, event):
         if event in ("epoch", "end"):

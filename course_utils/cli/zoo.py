@@ -1,4 +1,4 @@
-"""``python -m course_utils.zoo``: retrain the course's model zoo (see :mod:`course_utils.zoo`)."""
+"""``python -m course_utils.cli.zoo``: retrain the course's model zoo (see :mod:`course_utils.zoo`)."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +17,7 @@ __all__ = ["main"]
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m course_utils.zoo", description=_DESCRIPTION)
+    p = argparse.ArgumentParser(prog="python -m course_utils.cli.zoo", description=_DESCRIPTION)
     p.add_argument("--out", default=str(Path("data") / "zoo"), help="folder for the checkpoints and manifest")
     p.add_argument("--models", nargs="+", default=list(ZOO_MODELS), choices=list(ZOO_MODELS),
                    help="which models to (re)train; the others keep their manifest entries")
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
             args.models = list(dict.fromkeys(args.models + keep))
         info["models"] = {}
     argv_list = sys.argv[1:] if argv is None else list(argv)
-    info.update(command=" ".join(["python -m course_utils.zoo"] + [shlex.quote(a) for a in argv_list]),
+    info.update(command=" ".join(["python -m course_utils.cli.zoo"] + [shlex.quote(a) for a in argv_list]),
                 recipe=dataclasses.asdict(recipe), torch_version=torch.__version__,
                 threads=torch.get_num_threads())
     for name in args.models:

@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_choice, check_int
+from ..labels import IGNORE_INDEX
+from ..losses import SegmentationCrossEntropy
 
 NORMS = ("batch", "group")
 OUTPUT_STRIDES = (8, 16, 32)
@@ -234,11 +236,17 @@ def _init_weights(module: nn.Module) -> None:
 
 
 class SegmentationModel(nn.Module):
-    """Base class: ``forward(images)`` checks the input, then calls ``predict(images)``.
+    """Base class of the course's models, and the home of their output contract.
 
-    Subclasses set ``self.backbone`` and implement ``predict``, returning logits
-    ``(N, num_classes, H, W)`` at the input size (or, in training, a tuple/dict whose first
-    entry / ``"out"`` holds them, for auxiliary outputs).
+    ``forward(images)`` checks the input and calls ``outputs(images)``, a dict
+    ``{"out": logits (N, num_classes, H, W), ...}`` whose other entries are auxiliary
+    outputs (Gated-SCNN's ``"edge"``). In training mode the model returns that dict, for
+    the loss; in eval mode the logits alone, for metrics and predictions. The loss a model
+    trains with is :meth:`criterion`, so every caller that trains gets the right one
+    without knowing the model.
+
+    Subclasses set ``self.backbone`` and implement ``predict(images)``, returning the
+    logits at the input size, or override ``outputs`` when they have auxiliary outputs.
     """
 
     num_classes: int
@@ -246,10 +254,18 @@ class SegmentationModel(nn.Module):
 
     def forward(self, images: torch.Tensor):
         check_images(images, self.backbone.in_channels)
-        return self.predict(images)
+        outputs = self.outputs(images)
+        return outputs if self.training else outputs["out"]
 
-    def predict(self, images: torch.Tensor):  # pragma: no cover - abstract
+    def outputs(self, images: torch.Tensor) -> dict:
+        return {"out": self.predict(images)}
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def criterion(self, ignore_index: int = IGNORE_INDEX):
+        """The training loss for this model's outputs: cross-entropy on ``"out"``."""
+        return SegmentationCrossEntropy(ignore_index)
 
     def encoder_parameters(self):
         return self.backbone.parameters()

@@ -19,8 +19,10 @@ probabilities and the image gradient, averaged down to the ASPP's resolution, en
 ASPP as one more branch, so the segmentation can use them.
 
 In training mode the model returns ``{"out": seg_logits, "edge": edge_logits}``; in eval
-mode the segmentation logits alone (``predict_all`` gives both in any mode). The gates of
-the last forward pass are kept in ``model.gates`` (detached) for visualisation.
+mode the segmentation logits alone (``predict_all`` gives both, and the gates, in any
+mode). It trains with its own loss, :class:`~course_utils.losses.GSCNNLoss`
+(``model.criterion()``). The gates of the last forward pass are kept in ``model.gates``
+(detached) for visualisation.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_choice, check_int
+from ..labels import IGNORE_INDEX
+from ..losses import GSCNNLoss
 from . import register_model
 from .backbone import BasicBlock, _init_weights, adaptive_avg_pool2d, check_images, replicate_pad, upsample_aligned
 from .deeplab import DeepLab
@@ -97,11 +101,8 @@ class GSCNN(DeepLab):
     (default ``width``), the width of the shape stream, and ``shape_level``, the backbone
     features it starts from: ``"c1"`` (stride 2, the default and the zoo's model) or
     ``"c2"`` (stride 4: a quarter of the pixels, so its 3x3 convolutions cost a quarter;
-    on the 2-core CI machine a training step took 167 ms instead of 240 ms, against
-    DeepLabV3+'s 91 ms, in ``benchmarks/bench_models.py``'s table, and in 60 s / 120 s of
-    training it reached validation mIoU 0.605 / 0.655 against the default's 0.576 / 0.643,
-    ``benchmarks/bench_time_to_accuracy.py``, one seed; over a full 24-epoch training it has
-    not been compared).
+    the step times and the accuracy reached in a fixed time are in the benchmark results,
+    ``benchmarks/bench_models.py`` and ``bench_time_to_accuracy.py``).
     """
 
     def __init__(self, num_classes: int, width: int = 16, depths=(1, 1, 1, 1), norm: str = "batch",
@@ -136,11 +137,13 @@ class GSCNN(DeepLab):
         self.gates = [g.detach() for g in gates]
         return {"out": out, "edge": edge, "gates": gates}
 
-    def predict(self, images: torch.Tensor):
+    def outputs(self, images: torch.Tensor) -> dict:
         result = self.predict_all(images)
-        if self.training:
-            return {"out": result["out"], "edge": result["edge"]}
-        return result["out"]
+        return {"out": result["out"], "edge": result["edge"]}
+
+    def criterion(self, ignore_index: int = IGNORE_INDEX):
+        """Gated-SCNN's own loss: cross-entropy + balanced edge BCE + the dual-task term."""
+        return GSCNNLoss(ignore_index=ignore_index)
 
 
 @register_model("gscnn")

@@ -13,8 +13,6 @@ LayerNorm over the channels of each pixel), which works for any batch and bin si
 The pooling is :func:`~course_utils.models.backbone.adaptive_avg_pool2d`, PyTorch's
 adaptive average pooling that also runs on MPS for map sizes that are not a multiple of
 the bin count (a 16x16 map into 3x3 or 6x6 bins, at 128 px input).
-:func:`upsample_aligned` (which lives in backbone.py with the alignment convention it
-embodies) is re-exported here for old imports.
 """
 from __future__ import annotations
 
@@ -26,7 +24,7 @@ from .._checks import check_int
 from . import register_model
 from .backbone import ConvNormAct, ResNetBackbone, SegmentationModel, adaptive_avg_pool2d, upsample_aligned
 
-__all__ = ["PSPNet", "PyramidPooling", "AdaptiveAvgPool2d", "upsample_aligned"]
+__all__ = ["PSPNet", "PyramidPooling", "AdaptiveAvgPool2d"]
 
 BINS = (1, 2, 3, 6)
 

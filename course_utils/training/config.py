@@ -1,17 +1,13 @@
-"""What a training run is told (:class:`TrainConfig`), what it measured (:class:`History`),
-and the "poly" learning-rate schedule (:class:`PolyLR`)."""
+"""What a training run is told (:class:`TrainConfig`) and what it measured (:class:`History`)."""
 from __future__ import annotations
 
 import dataclasses
 import math
 
-import torch
-from torch import nn
-
-from .._checks import check_choice, check_int
+from .._checks import check_choice, check_int, check_positive
 from ..labels import IGNORE_INDEX
 
-__all__ = ["TrainConfig", "History", "PolyLR", "build_optimizer"]
+__all__ = ["TrainConfig", "History"]
 
 
 @dataclasses.dataclass
@@ -33,6 +29,11 @@ class TrainConfig:
     * ``channels_last``: NHWC memory layout for the model and the images; ``None`` means
       on for CPU and CUDA (faster convolutions there), off for MPS.
     * ``compile``: train a ``torch.compile``-d copy of the model (same parameters).
+    * ``deterministic``: use only deterministic algorithms
+      (``torch.use_deterministic_algorithms``), so that a resumed run repeats an
+      uninterrupted one exactly on CUDA too (some CUDA kernels, e.g. the backward of
+      bilinear upsampling, add in a varying order); slower on CUDA, no effect on the CPU's
+      results.
     * ``val_every``: validate every that many epochs (and once at the end).
     * ``checkpoint``: path of the resumable checkpoint, written at every epoch end, every
       ``checkpoint_every`` steps, and when training stops; the best validated weights go to
@@ -56,7 +57,7 @@ class TrainConfig:
     amp: bool | None = None
     channels_last: bool | None = None
     compile: bool = False
-    grad_clip: float | None = None
+    deterministic: bool = False
     val_every: int = 1
     checkpoint: str | None = None
     best_checkpoint: str | None = None
@@ -83,8 +84,7 @@ class TrainConfig:
         check_choice("amp", self.amp, (None, True, False))
         check_choice("channels_last", self.channels_last, (None, True, False))
         check_choice("compile", self.compile, (True, False))
-        if self.grad_clip is not None:
-            check_positive("grad_clip", self.grad_clip)
+        check_choice("deterministic", self.deterministic, (True, False))
         self.val_every = check_int("val_every", self.val_every, 1)
         if self.checkpoint_every is not None:
             self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, 1)
@@ -101,19 +101,6 @@ class TrainConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (1e-3 if self.optimizer == "adamw" else 1e-2)
-
-
-def use_channels_last(setting: bool | None, device) -> bool:
-    """``TrainConfig.channels_last`` resolved for ``device``: ``None`` means CPU and CUDA yes, MPS no."""
-    if setting is not None:
-        return bool(setting)
-    return torch.device(device).type in ("cpu", "cuda")
-
-
-def check_positive(name, value, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
 @dataclasses.dataclass
@@ -147,69 +134,3 @@ class History:
     @classmethod
     def from_dict(cls, d: dict) -> "History":
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
-
-
-class PolyLR:
-    """The poly schedule: ``lr = base_lr * (1 - progress) ** power``, progress in [0, 1].
-
-    Progress is measured, not counted by calls: the larger of ``step / total_steps`` and
-    ``elapsed_s / time_budget_s``. So a time-budgeted run still anneals to zero at the
-    end of its budget, and resuming needs only the step and elapsed time.
-    """
-
-    def __init__(self, optimizer, total_steps=None, time_budget_s=None, power: float = 0.9):
-        self.optimizer = optimizer
-        self.total_steps, self.time_budget_s, self.power = total_steps, time_budget_s, power
-        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
-
-    def progress(self, step: int, elapsed_s: float) -> float:
-        p = 0.0
-        if self.total_steps:
-            p = max(p, step / self.total_steps)
-        if self.time_budget_s:
-            p = max(p, elapsed_s / self.time_budget_s)
-        return min(p, 1.0)
-
-    def apply(self, step: int, elapsed_s: float) -> float:
-        factor = (1.0 - self.progress(step, elapsed_s)) ** self.power
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * factor
-        return self.base_lrs[0] * factor
-
-    def state_dict(self) -> dict:
-        return {"total_steps": self.total_steps, "time_budget_s": self.time_budget_s,
-                "power": self.power, "base_lrs": list(self.base_lrs)}
-
-    def load_state_dict(self, state: dict) -> None:
-        # The plan (total steps, budget) comes from the current call, so a resumed run may
-        # be given more epochs; the base learning rates are the run's own.
-        self.base_lrs = list(state["base_lrs"])
-
-
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD over the trainable parameters; no weight decay on biases and norm weights
-    (decaying a norm's scale only fights the normalisation)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    if not decay and not no_decay:
-        raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
-    lr = config.learning_rate
-    # One fused kernel per step instead of a dozen small operations per parameter tensor:
-    # PyTorch picks its multi-tensor code only on CUDA and otherwise loops over the tensors
-    # (measured: AdamW took 14 ms of FCN-8s's ~100 ms CPU step; fused, 5-9 ms). The update
-    # is the same formula (a test compares it with the loop), rounded in another order.
-    fused = _fused_supported(decay + no_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, fused=fused)
-    return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, fused=fused)
-
-
-def _fused_supported(params) -> bool:
-    """Fused optimizer kernels exist for floating-point parameters on CPU, CUDA and MPS."""
-    devices = {p.device.type for p in params}
-    return devices <= {"cpu", "cuda", "mps"} and len(devices) == 1 and all(p.is_floating_point() for p in params)

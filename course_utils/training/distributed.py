@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 __all__ = ["dist_initialized", "rank", "world_size", "is_main_process", "collective_device", "all_reduce_sum",
-           "unwrap_model", "unwrap_ddp"]
+           "broadcast_buffers", "is_ddp", "unwrap_model", "unwrap_ddp"]
+
+_WRAPPERS = (nn.parallel.DistributedDataParallel, nn.DataParallel)
 
 
 def dist_initialized() -> bool:
@@ -45,9 +47,39 @@ def all_reduce_sum(values):
     return on_device.cpu()
 
 
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Give every process rank ``src``'s buffers (BatchNorm's running statistics).
+
+    DDP broadcasts them only at the start of a forward pass of the wrapped model; a
+    validation of the unwrapped module would otherwise use each rank's own statistics, so
+    its result would depend on the number of processes. A no-op without torch.distributed."""
+    if not dist_initialized():
+        return
+    device = collective_device()
+    for buf in module.buffers():
+        if not buf.is_floating_point() and buf.dtype != torch.long:
+            continue
+        on_device = buf.detach().to(device)
+        torch.distributed.broadcast(on_device, src)
+        buf.copy_(on_device)
+
+
+def is_ddp(model) -> bool:
+    """Whether ``model`` holds a DistributedDataParallel / DataParallel wrapper (possibly compiled)."""
+    while True:
+        if isinstance(model, _WRAPPERS):
+            return True
+        if not hasattr(model, "_orig_mod"):
+            return False
+        model = model._orig_mod
+
+
 def unwrap_ddp(model: nn.Module) -> nn.Module:
-    """The module inside ``DistributedDataParallel`` / ``DataParallel`` (compiled modules stay compiled)."""
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+    """The module inside ``DistributedDataParallel`` / ``DataParallel``. A module compiled
+    inside the wrapper stays compiled; a wrapper compiled around it is left out entirely."""
+    if hasattr(model, "_orig_mod") and is_ddp(model._orig_mod):
+        model = model._orig_mod
+    while isinstance(model, _WRAPPERS):
         model = model.module
     return model
 
@@ -57,7 +89,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     while True:
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod
-        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        elif isinstance(model, _WRAPPERS):
             model = model.module
         else:
             return model

@@ -11,11 +11,12 @@ any extra *meters*. A meter is any object with
 * ``result()``: the number(s) it measured.
 
 The confusion matrix itself follows the first two; :class:`BoundaryMeter` (the boundary
-F-score's counts) is the second meter.
+F-score's counts) is the one meter the library brings.
+
+Evaluation runs in fp32 unless asked otherwise (``amp=True``): in bf16 two classes' logits
+can round to the same value and the argmax then picks another class than fp32 would.
 """
 from __future__ import annotations
-
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -27,16 +28,7 @@ from ..precision import Precision, choose_precision
 from .batches import batches, check_batch, check_logits, loader_len, split_batch
 from .distributed import all_reduce_sum, is_main_process, unwrap_ddp
 
-__all__ = ["Meter", "BoundaryMeter", "evaluate", "predict", "logits_of", "forward_logits"]
-
-
-@runtime_checkable
-class Meter(Protocol):
-    def update(self, pred: torch.Tensor, labels: torch.Tensor): ...
-
-    def all_reduce(self): ...
-
-    def result(self): ...
+__all__ = ["BoundaryMeter", "evaluate", "predict", "forward_logits"]
 
 
 class BoundaryMeter:
@@ -64,26 +56,17 @@ class BoundaryMeter:
         return float(f1_from_counts(self.counts))
 
 
-def logits_of(output) -> torch.Tensor:
-    """The main logits of a model's output: the tensor itself, ``output["out"]`` of a dict, or
-    the first entry of a tuple/list (models may add auxiliary outputs alongside)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, dict) and "out" in output:
-        return output["out"]
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise ValueError("the model must return logits (a tensor), a dict with key 'out', or a tuple whose first "
-                     f"entry is the logits; got {type(output).__name__}")
-
-
 def forward_logits(model, images, device, precision: Precision, channels_last: bool = False) -> torch.Tensor:
-    """fp32 logits of ``model`` for ``images``, moved to ``device``, under ``precision``'s autocast."""
+    """fp32 logits of ``model`` (in eval mode) for ``images``, moved to ``device``, under
+    ``precision``'s autocast."""
     images = images.to(device, non_blocking=device.type == "cuda")
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     with precision.autocast():
-        logits = logits_of(model(images))
+        logits = model(images)
+    if not isinstance(logits, torch.Tensor):
+        raise ValueError("in eval mode the model must return its logits as a tensor (the course's output "
+                         f"contract, see course_utils.models), got {type(logits).__name__}")
     return logits.float()
 
 
@@ -93,13 +76,13 @@ def _model_device(model) -> torch.device:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, num_classes: int, device=None, *, ignore_index: int = IGNORE_INDEX,
-             amp: bool | None = None, progress: bool = False, reduce: bool = True,
+             amp: bool | None = False, progress: bool = False, reduce: bool = True,
              channels_last: bool = False, meters=(), precision: Precision | None = None) -> ConfusionMatrix:
     """The dataset-level confusion matrix of ``model`` on ``loader`` (model in eval mode).
 
     ``device`` defaults to the device the model is on; given, the model is moved there.
     ``amp`` goes to :func:`~course_utils.precision.choose_precision` (or pass the
-    ``precision`` itself). ``meters`` (see the module docstring) are updated with every
+    ``precision`` itself); the default is fp32. ``meters`` (see the module docstring) are updated with every
     batch and, with ``reduce``, summed over processes like the matrix. The model's
     training/eval mode is restored afterwards.
 
@@ -149,11 +132,11 @@ def _bar(progress, loader):
 
 
 @torch.no_grad()
-def predict(model, images, batch_size: int = 4, device=None, amp: bool | None = None) -> np.ndarray:
+def predict(model, images, batch_size: int = 4, device=None, amp: bool | None = False) -> np.ndarray:
     """Predicted labels ``(N, H, W)`` (numpy int64) of ``model`` for images ``(N, 3, H, W)`` in [0, 1].
 
-    Runs in eval mode in batches of ``batch_size`` on ``device`` (default: the model's), with
-    the precision policy's choice for that device, and leaves the model in the mode it was in.
+    Runs in eval mode in batches of ``batch_size`` on ``device`` (default: the model's), in
+    fp32 unless ``amp`` asks the precision policy, and leaves the model in the mode it was in.
     """
     model = unwrap_ddp(model)
     device = torch.device(device) if device is not None else _model_device(model)

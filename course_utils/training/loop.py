@@ -1,23 +1,26 @@
-"""The training loop: :func:`fit` is ``Trainer(...).run()``.
+"""The training loop: :func:`train_step` is one optimisation step; :func:`fit` is
+``Trainer(...).run()``, the loop around it.
 
-AdamW or SGD, the poly schedule, the precision policy's mixed precision, a number of
-epochs and/or a time budget, periodic validation (mIoU), progress bars and checkpoints.
-Ctrl-C (KeyboardInterrupt) stops cleanly: the model gets its best validated weights back,
-the state is saved, and ``fit(..., resume=True)`` continues exactly where it stopped.
+The loop adds what a real run needs around the step: AdamW or SGD with the poly schedule,
+the precision policy's mixed precision, a number of epochs and/or a time budget, periodic
+validation (mIoU), progress bars and checkpoints. Ctrl-C (KeyboardInterrupt) stops
+cleanly: the model gets its best validated weights back, the state is saved, and
+``fit(..., resume=True)`` continues exactly where it stopped.
 
 Distributed training is a thin layer on top: prepare the model with
-:func:`prepare_model` (channels_last and ``torch.compile`` *before* the
-``DistributedDataParallel`` wrapper), give the loaders a ``DistributedSampler`` (training)
-and a :class:`~course_utils.training.ShardSampler` (validation), and call :func:`fit` in
-every process. It calls ``sampler.set_epoch``, shows progress and writes checkpoints on
-rank 0 only, validates the unwrapped module and all-reduces the counts, stores every
-rank's random state, and makes all ranks agree on when a time budget has run out.
+:func:`~course_utils.training.prepare_model`, give the loaders a ``DistributedSampler``
+(training) and a :class:`~course_utils.training.batches.ShardSampler` (validation), and
+call :func:`fit` in every process. It calls ``sampler.set_epoch``, shows progress and
+writes checkpoints on rank 0 only, validates the unwrapped module with rank 0's
+BatchNorm statistics and all-reduces the counts, stores every rank's random state, and
+makes all ranks agree on when a time budget has run out.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -26,19 +29,45 @@ import torch
 from torch import nn
 
 from ..device import select_device
-from ..metrics import _check_range
+from ..labels import check_label_range
+from ..losses import SegmentationCrossEntropy
 from ..precision import choose_precision
 from .batches import batches, check_batch, check_logits, loader_len, set_sampler_epoch, split_batch
-from .checkpoints import save_checkpoint
-from .config import History, PolyLR, TrainConfig, build_optimizer, use_channels_last
-from .distributed import collective_device, dist_initialized, unwrap_model
-from .evaluation import evaluate, logits_of
-from .prepare import compile_model, is_compiled
+from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .config import History, TrainConfig
+from .distributed import broadcast_buffers, collective_device, dist_initialized, is_ddp, unwrap_model
+from .evaluation import evaluate
+from .optimizer import build_optimizer
+from .prepare import compile_model, is_compiled, prepare_model, use_channels_last
 from .progress import progress_bar
-from .resume import ResumableState
-from .rng import rng_state, set_rng_state
+from .rng import rng_from_plain, rng_state, rng_to_plain, set_rng_state
+from .schedule import PolyLR
 
-__all__ = ["fit", "Trainer"]
+__all__ = ["fit", "train_step", "criterion_for", "Trainer"]
+
+
+def train_step(model, images, labels, criterion, optimizer, precision, scaler=None) -> torch.Tensor:
+    """One optimisation step: forward, loss, backward, update. Returns the loss, detached
+    and left on the device (reading it would make the step wait for a GPU)."""
+    optimizer.zero_grad(set_to_none=True)
+    with precision.autocast():
+        output = model(images)            # training mode: {"out": logits, ...auxiliary outputs}
+        loss = criterion(output, labels)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:                                 # fp16: scale the loss so small gradients survive
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return loss.detach()
+
+
+def criterion_for(model: nn.Module, ignore_index: int):
+    """The loss ``model`` trains with: its own ``criterion(ignore_index)`` (Gated-SCNN's adds
+    its edge and dual-task terms), else cross-entropy on ``output["out"]``."""
+    own = getattr(unwrap_model(model), "criterion", None)
+    return own(ignore_index=ignore_index) if callable(own) else SegmentationCrossEntropy(ignore_index)
 
 
 def fit(model: nn.Module, train_loader, val_loader=None, *, config: TrainConfig | None = None,
@@ -47,15 +76,15 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, config: TrainConfig 
 
     ``options`` are :class:`~course_utils.training.TrainConfig` fields (``epochs``,
     ``time_budget_s``, ``lr``, ``optimizer``, ``amp``, ``compile``, ``checkpoint``,
-    ``resume``, ...), overriding ``config``. Batches are ``(images, labels)`` (or dicts
-    with ``"image"``/``"label"``): images float ``(N, C, H, W)``, labels integer
-    ``(N, H, W)`` with ``ignore_index`` for void.
+    ``resume``, ...), overriding ``config``. Batches are ``(images, labels)``: images
+    float ``(N, C, H, W)``, labels integer ``(N, H, W)`` with ``ignore_index`` for void.
 
-    ``loss(output, labels)`` replaces the default cross-entropy (with ``ignore_index``)
-    and receives the model's raw output, so models with auxiliary outputs (a tuple or a
-    dict with ``"out"``) can weigh them. ``callbacks`` are called as
-    ``callback(trainer, event)`` with event ``"step"``, ``"validation"``, ``"epoch"`` or
-    ``"end"``; ``trainer.stop()`` ends training after the current step.
+    The model follows the course's output contract: in training mode it returns a dict
+    ``{"out": logits, ...}`` whose other entries are auxiliary outputs. ``loss(output,
+    labels)`` receives that dict; by default it is the model's own
+    (:func:`criterion_for`). ``callbacks`` are called as ``callback(trainer, event)`` with
+    event ``"step"``, ``"validation"``, ``"epoch"`` or ``"end"``; ``trainer.stop()`` ends
+    training after the current step.
     """
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(options) - fields)
@@ -67,7 +96,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, config: TrainConfig 
     return trainer.run()
 
 
-class Trainer(ResumableState):
+class Trainer:
     """The state of one training run; :func:`fit` is ``Trainer(...).run()``.
 
     Everything needed to continue exactly is in :meth:`state_dict`: model, optimizer,
@@ -86,10 +115,14 @@ class Trainer(ResumableState):
         self.model = self._place(model)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.callbacks = list(callbacks)
-        self.custom_loss = loss is not None
-        self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss(ignore_index=config.ignore_index)
         self.num_classes = num_classes or getattr(self.raw_model, "num_classes", None)
+        self.criterion = _CheckedLoss(loss if loss is not None else criterion_for(model, config.ignore_index),
+                                      self, every_step=self.device.type == "cpu")
         self.optimizer = build_optimizer(self.raw_model, config)
+        # While the optimizer writes the weights, an interrupt leaves them half updated.
+        self._updating = False
+        self.optimizer.register_step_pre_hook(lambda *a: setattr(self, "_updating", True))
+        self.optimizer.register_step_post_hook(lambda *a: setattr(self, "_updating", False))
         self.steps_per_epoch = loader_len(train_loader)
         if self.steps_per_epoch == 0:
             raise ValueError("train_loader is empty (0 batches per epoch)")
@@ -103,10 +136,8 @@ class Trainer(ResumableState):
         self.elapsed_before = 0.0
         self.best_state = None
         self._stop = False
-        self._updating = False      # True while the optimizer writes the weights
         self._pending_losses = []
         self._epoch_rng = self._step_rng = None
-        self._checked_steps = 0
         self._t0 = self._interval_t0 = None
         self._compile_checked = not config.compile
         cp = config.checkpoint
@@ -115,32 +146,21 @@ class Trainer(ResumableState):
                                 self.checkpoint.with_name(self.checkpoint.stem + ".best" + self.checkpoint.suffix)
                                 if self.checkpoint else None)
 
-    @property
-    def use_amp(self) -> bool:
-        return self.precision.enabled
-
     def _place(self, model):
-        wrapped = isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel))
-        if not wrapped:
-            model = model.to(self.device)
-        if self.channels_last:
-            if wrapped:
-                weights = [p for p in self.raw_model.parameters() if p.ndim == 4]
-                if not all(p.is_contiguous(memory_format=torch.channels_last) for p in weights):
-                    if self.config.channels_last is None:
-                        self.channels_last = False    # "auto" takes the model as it was wrapped
-                    else:
-                        raise ValueError("channels_last=True: convert the model before wrapping it in "
-                                         "DistributedDataParallel (course_utils.training.prepare_model does it in "
-                                         "that order), or pass channels_last=False")
+        if not is_ddp(model):
+            return prepare_model(model, self.device, channels_last=self.channels_last,
+                                 compile=self.config.compile and not is_compiled(model))
+        # Wrapped already (the command line's prepare_model): the layout must have been set
+        # before wrapping, and compiling goes around the wrapper.
+        weights = [p for p in self.raw_model.parameters() if p.ndim == 4]
+        if self.channels_last and not all(p.is_contiguous(memory_format=torch.channels_last) for p in weights):
+            if self.config.channels_last is None:
+                self.channels_last = False    # "auto" takes the model as it was wrapped
             else:
-                self.raw_model.to(memory_format=torch.channels_last)
-        if self.config.compile and not is_compiled(model):
-            if wrapped:
-                raise ValueError("compile=True with a model already wrapped in DistributedDataParallel: compile "
-                                 "before wrapping (course_utils.training.prepare_model does it in that order)")
-            model = compile_model(model)
-        return model
+                raise ValueError("channels_last=True: convert the model before wrapping it in "
+                                 "DistributedDataParallel (course_utils.training.prepare_model does it in "
+                                 "that order), or pass channels_last=False")
+        return compile_model(model) if self.config.compile and not is_compiled(model) else model
 
     # public hooks for callbacks
     def stop(self) -> None:
@@ -155,8 +175,24 @@ class Trainer(ResumableState):
     def run(self) -> History:
         cfg = self.config
         was_training = self.raw_model.training
-        if cfg.resume:
-            self._resume()
+        deterministic_before = torch.are_deterministic_algorithms_enabled()
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        try:
+            if cfg.resume:
+                self._resume()
+            self._train()
+        finally:
+            torch.use_deterministic_algorithms(deterministic_before)
+        self._update_times()
+        self._callback("end")
+        if cfg.keep == "best" and self.best_state is not None:
+            self.raw_model.load_state_dict(self.best_state)
+        self.raw_model.train(was_training)
+        return self.history
+
+    def _train(self) -> None:
+        cfg = self.config
         self._t0 = time.perf_counter()
         bar = progress_bar(cfg.progress and self.is_main, self.scheduler.total_steps, self.step)
         try:
@@ -166,7 +202,7 @@ class Trainer(ResumableState):
                     break
                 if self._run_epoch(bar):
                     self._end_epoch(bar)
-                if self._time_up():
+                if self._time_up(check_now=True):
                     self.history.stopped_by = "time"
                     break
                 if self._stop:
@@ -180,7 +216,6 @@ class Trainer(ResumableState):
             self._flush_losses()
             self._update_times()
             if self._updating:
-                # Interrupted inside optimizer.step: weights and optimizer state may disagree.
                 warnings.warn("interrupted while the optimizer was updating the weights; the previous "
                               "checkpoint is kept")
             elif self.distributed:
@@ -191,12 +226,6 @@ class Trainer(ResumableState):
                 self._save()
         finally:
             bar.close()
-        self._update_times()
-        self._callback("end")
-        if cfg.keep == "best" and self.best_state is not None:
-            self.raw_model.load_state_dict(self.best_state)
-        self.raw_model.train(was_training)
-        return self.history
 
     def _run_epoch(self, bar) -> bool:
         """Train until the loader is exhausted (True) or a stop condition (False)."""
@@ -218,60 +247,36 @@ class Trainer(ResumableState):
         self._interval_t0 = time.perf_counter()
         for batch in it:
             images, labels = self._to_device(batch)
-            self._pending_losses.append(self._train_step(images, labels))
+            self._pending_losses.append(self._step(images, labels))
             self.history.step_lr.append(self.optimizer.param_groups[0]["lr"])
             self.history.images_seen += images.shape[0]
-            if self.step % self.config.log_every == 0 or self.device.type == "cpu":
+            logging_step = self.step % self.config.log_every == 0
+            if logging_step or self.device.type == "cpu":
                 self._flush_losses(bar)
             bar.update(1)
             if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
                 self._save()
             self._callback("step")
-            if self._time_up() or self._stop:
+            if self._time_up(check_now=logging_step) or self._stop:
                 return False
         return True
 
-    def _train_step(self, images, labels) -> torch.Tensor:
+    def _step(self, images, labels) -> torch.Tensor:
         self.scheduler.apply(self.step, self.elapsed_s)
-        self.optimizer.zero_grad(set_to_none=True)
         try:
-            loss = self._forward_backward(images, labels)
+            loss = train_step(self.model, images, labels, self.criterion, self.optimizer, self.precision,
+                              self.scaler)
         except Exception as err:
-            # A compiled model fails at its first call, from dynamo, inductor, or the code
-            # inductor generated (e.g. an AssertionError on a kernel's strides).
-            if self._compile_checked or isinstance(err, ValueError):
+            if self._compile_checked or not _is_compiler_error(err):
                 raise
             raise RuntimeError(f"torch.compile could not compile {type(self.raw_model).__name__} "
                                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                                "train without compile=True / --compile") from err
         self._compile_checked = True
-        if self.config.grad_clip is not None:
-            if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self._updating = True
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
         self.step += 1
         self.batch_in_epoch += 1
         # The random state right after a finished step is what a resumed run restores.
         self._step_rng = rng_state(None)
-        self._updating = False
-        return loss.detach()
-
-    def _forward_backward(self, images, labels) -> torch.Tensor:
-        with self.precision.autocast():
-            output = self.model(images)
-            logits = logits_of(output)
-            self._check_batch_against(logits, labels)
-            loss = self.loss_fn(output, labels) if self.custom_loss else self.loss_fn(logits.float(), labels)
-        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-            raise ValueError(f"loss must return a scalar tensor, got {type(loss).__name__} "
-                             f"{tuple(getattr(loss, 'shape', ()))}")
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         return loss
 
     def _end_epoch(self, bar) -> None:
@@ -293,18 +298,16 @@ class Trainer(ResumableState):
     # -- validation: evaluate, record, keep the best ----------------------------------------
     def _validate(self, bar=None) -> None:
         self._flush_losses()
-        cm = self._evaluate()
+        # The unwrapped module (DDP's forward broadcasts buffers, a collective that a rank
+        # with fewer validation batches would never join), with rank 0's BatchNorm
+        # statistics, so the result does not depend on the number of processes.
+        broadcast_buffers(self.raw_model)
+        cm = evaluate(self.raw_model, self.val_loader, self._num_classes(), self.device,
+                      ignore_index=self.config.ignore_index, channels_last=self.channels_last)
         self._record(cm, bar)
         self._keep_best(cm)
         self._callback("validation")
         self._interval_t0 = time.perf_counter()
-
-    def _evaluate(self):
-        # The unwrapped module: DDP's forward broadcasts buffers (a collective), which a
-        # rank with fewer validation batches than the others would never join.
-        return evaluate(self.raw_model, self.val_loader, self._num_classes(), self.device,
-                        ignore_index=self.config.ignore_index, precision=self.precision,
-                        channels_last=self.channels_last)
 
     def _record(self, cm, bar) -> None:
         h, miou = self.history, cm.miou()
@@ -328,7 +331,74 @@ class Trainer(ResumableState):
                             metrics={"miou": miou, "pixel_accuracy": cm.pixel_accuracy(),
                                      "iou": [float(v) for v in cm.iou()]})
 
-    # -- checks, helpers ------------------------------------------------------------------
+    # -- the resumable state ----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        rng = {"epoch_start": rng_to_plain(self._epoch_rng), "now": rng_to_plain(self._step_rng)}
+        if self.distributed:
+            per_rank = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(per_rank, rng)
+        else:
+            per_rank = [rng]
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.raw_model.state_dict(),
+            "model_config": getattr(self.raw_model, "build_config", None),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "trainer": {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                        "steps_per_epoch": self.steps_per_epoch, "elapsed_s": self.elapsed_s,
+                        "num_classes": self.num_classes},
+            "rng": per_rank,
+            "history": self.history.as_dict(),
+            "config": dataclasses.asdict(self.config),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT or "trainer" not in state:
+            raise ValueError("the checkpoint is not a resumable training state "
+                             f"(format {state.get('format')!r}); best-weights files hold only 'model'")
+        t = state["trainer"]
+        if t["steps_per_epoch"] != self.steps_per_epoch:
+            raise ValueError(f"the checkpoint was trained with {t['steps_per_epoch']} batches per epoch, this "
+                             f"loader has {self.steps_per_epoch}: resuming would not see the same data")
+        self.raw_model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") and self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = t["step"], t["epoch"], t["batch_in_epoch"]
+        self.elapsed_before = t["elapsed_s"]
+        self.num_classes = self.num_classes or t["num_classes"]
+        self.history = History.from_dict(state["history"])
+        rank = torch.distributed.get_rank() if self.distributed else 0
+        rng = state["rng"][rank if rank < len(state["rng"]) else 0]
+        self._epoch_rng = rng_from_plain(rng["epoch_start"])
+        self._step_rng = rng_from_plain(rng["now"])
+        if self._step_rng is not None:
+            set_rng_state(self._step_rng, None)
+
+    def _resume(self) -> None:
+        if not self.checkpoint.exists():
+            if self.config.resume == "auto":
+                return
+            raise ValueError(f"resume=True but the checkpoint {str(self.checkpoint)!r} does not exist")
+        self.load_state_dict(load_checkpoint(self.checkpoint, map_location="cpu"))
+        if self.best_checkpoint is not None and self.best_checkpoint.exists() and self.config.keep == "best":
+            self.best_state = load_checkpoint(self.best_checkpoint, map_location="cpu")["model"]
+
+    def _save(self) -> None:
+        self._flush_losses()     # the losses and the training time so far belong in the state
+        self._update_times()
+        if self.checkpoint is None:
+            return
+        state = self.state_dict()    # collective when distributed: every rank takes part
+        if self.is_main:
+            save_checkpoint(self.checkpoint, **state)
+        # Writing a checkpoint is not training time.
+        self._interval_t0 = time.perf_counter() if self._interval_t0 is not None else None
+
+    # -- helpers ----------------------------------------------------------------------------
     def _to_device(self, batch):
         images, labels = split_batch(batch)
         check_batch(images, labels)
@@ -337,18 +407,6 @@ class Trainer(ResumableState):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, labels.to(self.device, dtype=torch.long, non_blocking=non_blocking)
-
-    def _check_batch_against(self, logits, labels) -> None:
-        if self.num_classes is None:
-            self.num_classes = logits.shape[1]
-        check_logits(logits, labels, self.num_classes)
-        # A label past the classes makes cross-entropy fail with an obscure message (on CUDA
-        # a device-side assert that kills the session). Checking costs a sync, so on a GPU
-        # only the first batches are checked.
-        if self.device.type == "cpu" or self._checked_steps < 10:
-            self._checked_steps += 1
-            valid = labels[labels != self.config.ignore_index]
-            _check_range("labels", valid, self.num_classes, self.config.ignore_index)
 
     def _num_classes(self) -> int:
         if self.num_classes is None:
@@ -375,19 +433,21 @@ class Trainer(ResumableState):
                 post += f"  val mIoU {self.history.val_miou[-1]:.3f}"
             bar.set_postfix_str(post, refresh=False)
 
-    def _time_up(self) -> bool:
+    def _time_up(self, check_now: bool) -> bool:
         budget = self.config.time_budget_s
-        up = budget is not None and self.elapsed_s >= budget
-        if budget is not None and self.distributed:
-            # Clocks differ between ranks: all stop when the first one runs out.
+        if budget is None:
+            return False
+        up = self.elapsed_s >= budget
+        if self.distributed:
+            if not check_now:
+                return False
+            # Clocks differ between ranks: all stop when the first one runs out. Asking costs
+            # a collective and a wait, so only every log_every steps (the same steps on
+            # every rank) and at epoch ends.
             flag = torch.tensor([float(up)], device=collective_device())
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             up = bool(flag.item())
         return up
-
-    def _after_save(self) -> None:
-        # Writing a checkpoint is not training time.
-        self._interval_t0 = time.perf_counter() if self._interval_t0 is not None else None
 
     def _update_times(self) -> None:
         self.history.steps = self.step
@@ -400,3 +460,47 @@ class Trainer(ResumableState):
             self._flush_losses()
         for cb in self.callbacks:
             cb(self, event)
+
+
+class _CheckedLoss:
+    """The criterion, after checks of the model's output and the labels that turn an obscure
+    failure (on CUDA a device-side assert that kills the session) into a sentence. Checking
+    the labels' range costs a wait for the device, so on a GPU only the first steps are checked."""
+
+    def __init__(self, criterion, trainer: Trainer, every_step: bool, first_steps: int = 10):
+        self.criterion, self.trainer = criterion, trainer
+        self.every_step, self.remaining = every_step, first_steps
+
+    def __call__(self, output, labels):
+        check = self.every_step or self.remaining > 0
+        if check:
+            self.remaining -= 1
+            self._check_output(output, labels)
+        loss = self.criterion(output, labels)
+        if check and (not isinstance(loss, torch.Tensor) or loss.ndim != 0):
+            raise ValueError(f"loss must return a scalar tensor, got {type(loss).__name__} "
+                             f"{tuple(getattr(loss, 'shape', ()))}")
+        return loss
+
+    def _check_output(self, output, labels) -> None:
+        if not isinstance(output, dict) or not isinstance(output.get("out"), torch.Tensor):
+            raise ValueError("in training mode the model must return a dict {'out': logits, ...} (the course's "
+                             f"output contract, see course_utils.models), got {type(output).__name__}")
+        trainer = self.trainer
+        if trainer.num_classes is None:
+            trainer.num_classes = output["out"].shape[1]
+        check_logits(output["out"], labels, trainer.num_classes)
+        check_label_range("labels", labels, trainer.num_classes, trainer.config.ignore_index)
+
+
+def _is_compiler_error(err: BaseException) -> bool:
+    """Whether the first call of a compiled model failed in the compiler (dynamo, inductor, or
+    the code inductor generated) rather than in the model or the device (e.g. out of memory)."""
+    if isinstance(err, (ValueError, torch.OutOfMemoryError)):
+        return False
+    if type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
+        return True
+    # Inductor's generated kernels live in its cache folder (torchinductor_USER) and check
+    # their inputs' strides with plain asserts.
+    frames = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(err.__traceback__)]
+    return isinstance(err, AssertionError) and any("torchinductor" in f for f in frames)

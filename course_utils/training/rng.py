@@ -47,13 +47,7 @@ def set_rng_state(state: dict, loader=None) -> None:
     random.setstate(state["python"])
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available():
-        if isinstance(cuda, (list, tuple)):
-            # Checkpoints of older versions kept every GPU's state: this process's device
-            # is the current one; a list shorter than that (fewer GPUs then) gives nothing.
-            index = torch.cuda.current_device()
-            cuda = cuda[index] if index < len(cuda) else None
-        if cuda is not None:
-            torch.cuda.set_rng_state(cuda, torch.cuda.current_device())
+        torch.cuda.set_rng_state(cuda, torch.cuda.current_device())
     if loader is not None:
         for g, s in zip(loader_generators(loader), state["loader"]):
             g.set_state(s)

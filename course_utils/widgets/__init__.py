@@ -1,16 +1,16 @@
 """Instructor demos: one function per demo, each returning a ready widget.
 
-Every module in this package registers its demos with ``@register(name)``; importing
-the package imports them all, so ``DEMOS`` lists every demo of the course.
+Every module in this package registers its demos with ``@register(name)``, so ``DEMOS``
+lists every demo of the course: the widget sweep test and ``make bench`` walk it, and a
+new demo is tested and timed as soon as its module is imported here.
 """
-import importlib as _importlib
-import pkgutil as _pkgutil
-
 from .base import DEMOS, Demo, register
+from .bootstrap import bootstrap_demo
+from .conv_matrix import checkerboard_demo, conv_matrix_demo
+from .pooling import unpooling_demo
+from .predictions import prediction_browser
+from .receptive_field import receptive_field_demo
+from .upsampling import signal_demo, upsampling_demo
 
-for _module in _pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        _importlib.import_module(f"{__name__}.{_module.name}")
-
-globals().update({builder.__name__: builder for builder in DEMOS.values()})
-__all__ = ["DEMOS", "Demo", "register", *(b.__name__ for b in DEMOS.values())]
+__all__ = ["DEMOS", "Demo", "register", "bootstrap_demo", "checkerboard_demo", "conv_matrix_demo",
+           "unpooling_demo", "prediction_browser", "receptive_field_demo", "signal_demo", "upsampling_demo"]
