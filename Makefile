@@ -24,7 +24,22 @@ LAB_FLAGS := --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=. \
 	--ServerApp.default_url=/lab/tree/notebooks/00_welcome.ipynb \
 	$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_EXTRA)
 
-.PHONY: lab test refs course student bench demos gpu-check install install-test clean
+# The notebooks' stored outputs (and the data set's reference hashes) are computed on the
+# CPU, in fp32, with AVX2 kernels. nbval (make test), the references (make refs) and the HTML
+# course (make course) compute them the same way on any machine: a GPU, a CPU with native
+# bf16, or one with AVX-512, whose kernels (NumPy's, PyTorch's ATen and oneDNN's, MKL's) round
+# differently in the last bits, enough to change a training run's printed numbers. These are
+# the libraries' documented switches; run a notebook's GPU plan on purpose in `make lab`.
+test test-quick refs course: export COURSE_DEVICE := cpu
+test test-quick refs course: export COURSE_AMP := 0
+test test-quick refs course: export ATEN_CPU_CAPABILITY := avx2
+test test-quick refs course: export ONEDNN_MAX_CPU_ISA := AVX2
+test test-quick refs course: export MKL_ENABLE_INSTRUCTIONS := AVX2
+# NumPy names its AVX-512 targets by version; ask the installed one (when the recipe runs).
+test test-quick refs course: export NPY_DISABLE_CPU_FEATURES = $(shell $(BIN)/python -c "from numpy._core \
+	import _multiarray_umath as m; print(' '.join(f for f in m.__cpu_dispatch__ if f[:6] in ('AVX512', 'X86_V4')))")
+
+.PHONY: lab test test-quick refs course student bench demos gpu-check install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +67,11 @@ lab: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
+
+# The contributors' quick loop: the unit tests only (no notebooks, no browser, no torchrun,
+# no torch.compile), a few minutes on two cores. CI runs `make test`.
+test-quick: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests -m "not slow and not browser"
 
 refs: $(VENV)/.installed-test
 	$(BIN)/python tools/run_notebooks.py --inplace $(NOTEBOOKS)
