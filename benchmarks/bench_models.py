@@ -1,9 +1,9 @@
-"""Training step time of FCN-8s, DeepLabV3+ and Gated-SCNN: before issue 14, fp32, channels_last,
+"""Training step time of FCN-8s, DeepLabV3+ and Gated-SCNN: before the speed work, fp32, channels_last,
 bf16, torch.compile.
 
 One step = forward, loss (cross-entropy; Gated-SCNN its own GSCNNLoss, as it trains;
 "gscnn c2" is Gated-SCNN with its shape stream at stride 4, shape_level="c2"),
-backward and AdamW, at batch 8, 128 px, 2 threads. "before" is the code before issue 14
+backward and AdamW, at batch 8, 128 px, 2 threads. "before" is the code before the speed work
 (PyTorch's per-tensor AdamW loop, FCN upsampling through ConvTranspose2d); the other
 columns use fused AdamW and the polyphase upsampling. Each column is the fastest of several
 rounds in which every configuration takes one step in turn; speed-ups are over the same

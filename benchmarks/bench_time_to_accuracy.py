@@ -1,4 +1,5 @@
-"""Time to accuracy: validation mIoU after a fixed CPU budget, before and after issue 14.
+"""Time to accuracy: validation mIoU after a fixed CPU budget, with the course's speed settings ("new")
+and without them ("old").
 
 FCN-8s, DeepLabV3+ and Gated-SCNN (and, new settings only, Gated-SCNN with its shape
 stream at stride 4) train on SynthCity with the zoo's recipe (128 px,
@@ -7,7 +8,7 @@ encoder) for 60 s and for 120 s of wall time, 2 threads, and are scored on noteb
 validation set (200 scenes, seed 1). Every run is a fresh process, since how OpenMP
 threads wait is fixed when the process starts:
 
-* "old" is the code before issue 14 as far as speed goes: threads sleep at once
+* "old" is the course's code before its speed work: threads sleep at once
   (OMP_WAIT_POLICY=PASSIVE), NCHW tensors, PyTorch's per-tensor AdamW loop, and FCN's
   upsampling through ConvTranspose2d (the layer's own weights; the polyphase form computes
   the same sums);
@@ -90,7 +91,8 @@ def main():
             for setting in SETTINGS if name != "gscnn c2" else ("new",):
                 r = results[name, budget, setting] = run(name, budget, setting)
                 print(f"  {name:<14}{budget:>4} s {setting}: mIoU {r['miou']:.3f} after {r['steps']} steps", flush=True)
-    print(f"validation mIoU after a {THREADS}-thread CPU budget (old: before issue 14; new: the defaults now)")
+    print(f"validation mIoU after a {THREADS}-thread CPU budget (old: threads sleep at once, NCHW, per-tensor AdamW, "
+          "ConvTranspose2d upsampling; new: the defaults now)")
     print(f"{'model':<15}{'budget':>7}{'old':>8}{'new':>8}{'new/old':>9}{'steps old/new':>15}")
     for name in MODELS:
         for budget in BUDGETS:
