@@ -2,7 +2,7 @@
 """`make course`: execute every notebook and write a static HTML course with an index.
 
 usage: python tools/build_course.py [--out build/course] [--no-execute] NOTEBOOK...
-       python tools/build_course.py --demos NOTEBOOK...   (markdown table for the README)
+       python tools/build_course.py --demos NOTEBOOK...   (the demo table of docs/instructors.md)
 
 Each notebook is executed in a fresh kernel (as in CI; --no-execute uses the stored
 outputs instead) and exported to one HTML page that reads offline: figures and markdown
