@@ -243,3 +243,23 @@ def test_cuda_batches_match_the_cpu_ones():
     for (x, y), (cx, cy) in zip(list(cpu), list(cuda)):
         assert cx.is_cuda and torch.equal(cy.cpu(), y)
         assert (cx.cpu() - x).abs().max() <= IMAGE_TOLERANCE
+
+
+# -- the command line's workers ------------------------------------------------------------------
+def test_workers_auto_is_none_on_a_cpu_and_a_share_of_the_cores_on_cuda(monkeypatch):
+    from course_utils.cli.common import resolve_workers
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(20)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert resolve_workers("auto", torch.device("cpu")) == 0
+    assert resolve_workers("auto", torch.device("cuda")) == 8          # min(8, 20 cores)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")                         # 4 processes share 20 cores
+    assert resolve_workers("auto", torch.device("cuda")) == 5
+    assert resolve_workers(3, torch.device("cuda")) == 3
+
+
+@pytest.mark.parametrize("text", ["-1", "two", "1.5"])
+def test_workers_option_refuses_bad_values(text, capsys):
+    from course_utils.cli.train import build_parser
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--model", "fcn8s", "--data", "synthcity", "--out", "x", "--workers", text])
+    assert "--workers" in capsys.readouterr().err
