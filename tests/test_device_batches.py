@@ -263,3 +263,11 @@ def test_workers_option_refuses_bad_values(text, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--model", "fcn8s", "--data", "synthcity", "--out", "x", "--workers", text])
     assert "--workers" in capsys.readouterr().err
+
+
+def test_a_batch_is_a_pair_of_images_and_labels():
+    from course_utils.training import split_batch
+    images, labels = torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)
+    assert split_batch((images, labels))[1] is labels and split_batch([images, labels, "extra"])[0] is images
+    with pytest.raises(ValueError, match="tuple or list"):
+        split_batch({"image": images, "label": labels})

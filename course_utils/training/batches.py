@@ -18,15 +18,10 @@ __all__ = ["split_batch", "check_batch", "check_logits", "make_loader", "batches
 
 
 def split_batch(batch):
-    """``(images, labels)`` from a batch given as a tuple/list or a dict."""
-    if isinstance(batch, dict):
-        for ki, kl in (("image", "label"), ("images", "labels")):
-            if ki in batch and kl in batch:
-                return batch[ki], batch[kl]
-        raise ValueError(f"a dict batch needs keys 'image' and 'label', got {sorted(batch)}")
+    """``(images, labels)`` from a batch given as a tuple or list."""
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return batch[0], batch[1]
-    raise ValueError(f"a batch must be (images, labels) or a dict with 'image' and 'label', got {type(batch).__name__}")
+    raise ValueError(f"a batch must be a tuple or list (images, labels), got {type(batch).__name__}")
 
 
 def check_batch(images, labels) -> None:
