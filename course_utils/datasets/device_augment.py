@@ -124,9 +124,14 @@ def _linear_taps(size: int, resized: int, antialias: bool):
     eye = torch.eye(size).reshape(1, size, 1, size)
     dense = F.interpolate(eye, size=(1, resized), mode="bilinear", align_corners=False,
                           antialias=antialias)[0, :, 0, :].T.numpy()
-    k = max(1, int((dense != 0).sum(1).max()))
-    taps = np.argsort(dense == 0, axis=1, kind="stable")[:, :k]     # nonzero columns first, in order
-    return taps, np.take_along_axis(dense, taps, axis=1)
+    # Each output's weights are one run of neighbouring inputs (a triangle filter's support).
+    nonzero = dense != 0
+    first = nonzero.argmax(1)
+    last = size - 1 - nonzero[:, ::-1].argmax(1)
+    span = np.arange(int((last - first).max()) + 1)
+    taps = np.minimum(first[:, None] + span, size - 1)
+    weights = np.where(first[:, None] + span <= last[:, None], np.take_along_axis(dense, taps, axis=1), 0)
+    return taps, weights.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4096)
