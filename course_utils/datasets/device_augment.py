@@ -10,10 +10,10 @@ is then resampled with a few gathers, multiplies and adds, width first and then 
 the order of PyTorch's CPU kernel. Labels follow the ``nearest-exact`` index maps, read
 off ``F.interpolate`` the same way, and need no arithmetic at all.
 
-What comes out, measured against the per-sample path on the CPU (tests/test_device_augment.py):
+What comes out, measured against the per-sample path on the CPU (tests/test_device_batches.py):
 labels, flips, crops and padding are identical; resampled image values agree to within
-:data:`IMAGE_TOLERANCE` (a few float32 roundings; the summation order and fused
-multiply-adds differ). The geometry (which flip, scale and window) is the per-sample
+:data:`IMAGE_TOLERANCE` (a few float32 roundings: PyTorch's vectorised kernels may fuse
+a multiply and an add, or sum the same terms in another order). The geometry (which flip, scale and window) is the per-sample
 path's own code, fed with the same four numbers from each sample's generator, so a
 sample's augmentation does not depend on the batch it travels in.
 """
