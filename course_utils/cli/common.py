@@ -9,7 +9,9 @@ Joining a ``torchrun`` process group is :mod:`course_utils.cli.distributed`'s jo
 """
 from __future__ import annotations
 
+import argparse
 import ast
+import os
 import sys
 from pathlib import Path
 
@@ -100,6 +102,32 @@ def run_main(body, argv, prog: str) -> int:
         return 2
     finally:
         shutdown_distributed(wait_for_all=completed)
+
+
+MAX_AUTO_WORKERS = 8
+
+
+def workers_arg(text: str):
+    """argparse type of ``--workers``: ``"auto"`` or an integer >= 0."""
+    if text == "auto":
+        return text
+    try:
+        return check_int("--workers", int(text), 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 0, got {text!r}") from None
+
+
+def resolve_workers(workers, device) -> int:
+    """``--workers auto``: on CUDA, ``min(8, this process's share of the CPU cores)`` worker
+    processes, so the next batches are read while the GPU trains; on a CPU (or MPS) none:
+    there the model needs every core, and a worker would take one from it."""
+    if workers != "auto":
+        return check_int("--workers", workers, 0)
+    if getattr(device, "type", str(device)) != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))     # torchrun sets it
+    return max(1, min(MAX_AUTO_WORKERS, cores // local_processes))
 
 
 def check_batch_split(batch_size: int, world: int) -> int:

@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deterministic algorithms only, so --resume repeats an uninterrupted run exactly on CUDA "
                         "too (slower there; set CUBLAS_WORKSPACE_CONFIG=:4096:8 before starting, as PyTorch's "
                         "reproducibility notes ask)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per process")
+    p.add_argument("--workers", type=cli_data.workers_arg, default="auto",
+                   help="DataLoader worker processes per process; auto: min(8, the process's share of the CPU "
+                        "cores) on CUDA, 0 on a CPU (the model needs every core there)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/latest.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -175,14 +177,20 @@ def _main(argv) -> int:
     # seed + epoch, dealt round-robin to the ranks) is then the same for any world size.
     sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
                                                   seed=args.seed, drop_last=True)
+    workers = cli_data.resolve_workers(args.workers, device)
+    # On CUDA, make_loader ships SynthCity's 8-bit batches and augments them on the GPU.
     train_loader = make_loader(train_set, per_rank_batch, sampler=sampler, device=device,
-                               num_workers=args.workers, seed=args.seed)
+                               num_workers=workers, seed=args.seed)
     if len(train_loader) == 0:
         raise CLIError(f"the training set has {len(train_set)} samples, fewer than one global batch "
                        f"({args.batch_size}): lower --batch-size")
     val_batch = args.val_batch_size or (1 if folder else per_rank_batch)
-    val_loader = make_loader(val_set, val_batch, device=device, num_workers=args.workers, drop_last=False,
+    val_loader = make_loader(val_set, val_batch, device=device, num_workers=workers, drop_last=False,
                              sampler=ShardSampler(len(val_set), rank, world))
+    if device.type == "cuda" and not folder:
+        # SynthCity's batches all have one shape, so cuDNN's per-shape search for the fastest
+        # convolution pays once (folder images come in many sizes: it would search for each).
+        torch.backends.cudnn.benchmark = True
 
     config = TrainConfig(epochs=epochs, time_budget_s=args.time_budget, optimizer=args.optimizer, lr=lr,
                          weight_decay=args.weight_decay, amp=args.amp, channels_last=args.channels_last,

@@ -10,12 +10,15 @@ Determinism: scene ``i`` of ``generate(n, size, seed)`` is drawn from its own ge
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .._checks import check_hw, check_int
+from .._checks import check_choice, check_hw, check_int
 from ..labels import IGNORE_INDEX, as_label_array
+from .device_augment import flip_scale_crop_batch, to_unit_float
 from .render import MAX_SIZE, MIN_SIZE, Scene, render_scene, scene_rng
 from .transforms import FlipScaleCrop, augmentation_generator, flip_scale_crop
 
@@ -28,6 +31,8 @@ PALETTE = np.array([(128, 64, 128), (244, 35, 232), (70, 70, 70), (107, 142, 35)
                     (220, 20, 60)], dtype=np.uint8)
 NUM_CLASSES = len(CLASSES)
 MAX_SCENES = 1_000_000
+# Where an augmented sample is made: per sample in the loader, or per batch on the device.
+AUGMENT_ON = ("loader", "device")
 
 __all__ = ["CLASSES", "PALETTE", "NUM_CLASSES", "IGNORE_INDEX", "generate", "render_scene",
            "SynthCity", "class_frequencies", "flip_scale_crop", "FlipScaleCrop",
@@ -80,11 +85,21 @@ class SynthCity(Dataset):
     same index gives the same sample in the same epoch whatever the DataLoader's
     shuffling, worker count or process: call ``ds.set_epoch(e)`` before each epoch (as
     with ``DistributedSampler``) to get fresh augmentations that are still reproducible.
+
+    ``augment_on="device"`` leaves the conversion and the augmentation to the device that
+    trains: ``ds[i]`` is then ``(uint8 image (3, H, W), uint8 label (H, W), i)``, a
+    DataLoader ships those compact batches, and :meth:`augment_batch` turns one into
+    ``(float32 images, int64 labels)`` where it lies, augmenting the whole batch at once
+    with each sample's own generator (:func:`flip_scale_crop_batch`): the same flips,
+    scales and windows as ``augment_on="loader"`` (the default), labels identical, image
+    values within ``device_augment.IMAGE_TOLERANCE``.
+    :func:`course_utils.training.make_loader` chooses it by itself on CUDA.
     """
 
     def __init__(self, n: int, size=128, seed: int = 0, augment: bool = False,
-                 scale_range=(0.75, 1.25), crop=None):
+                 scale_range=(0.75, 1.25), crop=None, augment_on: str = "loader"):
         n = check_int("n", n, 1, MAX_SCENES)
+        self.augment_on = check_choice("augment_on", augment_on, AUGMENT_ON)
         h, w = self.size = check_hw("size", size, MIN_SIZE, MAX_SIZE)
         self.seed = check_int("seed", seed, 0)
         self.augment = bool(augment)
@@ -112,6 +127,8 @@ class SynthCity(Dataset):
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} scenes")
         index %= n
+        if self.augment_on == "device":
+            return self.images[index], self.labels[index], index
         image = self.images[index].float().div_(255.0)
         label = self.labels[index].long()
         if self.augment:
@@ -119,10 +136,37 @@ class SynthCity(Dataset):
                                           augmentation_generator(self.seed, self.epoch, index))
         return image, label
 
+    def augment_batch(self, images, labels, indices):
+        """A batch of ``augment_on="device"`` samples, ready to train, on the device it is on.
+
+        ``images`` uint8 ``(N, 3, H, W)``, ``labels`` ``(N, H, W)``, ``indices`` the samples'
+        indices (the third item of each sample). Returns ``(float32 images in [0, 1],
+        int64 labels)``; with ``augment=True`` sample ``i`` is flipped, scaled and cropped
+        as ``ds[i]`` would be in the current epoch (``set_epoch``).
+        """
+        if self.augment:
+            generators = [augmentation_generator(self.seed, self.epoch, i) for i in _as_ints(indices)]
+            t = self.transform
+            images, labels = flip_scale_crop_batch(images, labels, generators, t.scale_range, t.crop, t.flip)
+        else:
+            images = to_unit_float(images)
+        return images, labels.long()
+
+    def with_augment_on(self, where: str) -> "SynthCity":
+        """This data set (the same scenes, no copy of them) with ``augment_on=where``."""
+        twin = copy.copy(self)
+        twin.augment_on = check_choice("augment_on", where, AUGMENT_ON)
+        return twin
+
     def class_frequencies(self):
         return class_frequencies(self.labels)
 
     def __repr__(self):
         h, w = self.size
+        on = f", augment_on={self.augment_on!r}" if self.augment_on != "loader" else ""
         return (f"SynthCity(n={len(self)}, size=({h}, {w}), seed={self.seed}, "
-                f"augment={self.augment})")
+                f"augment={self.augment}{on})")
+
+
+def _as_ints(indices) -> list:
+    return indices.tolist() if isinstance(indices, torch.Tensor) else [int(i) for i in indices]

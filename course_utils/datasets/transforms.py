@@ -6,6 +6,8 @@ padded pixels count in neither loss nor metric.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,28 +36,54 @@ def flip_scale_crop(image, label, generator=None, scale_range=(0.75, 1.25), crop
                          f"{tuple(image.shape)} and {tuple(label.shape)}")
     h, w = label.shape
     ch, cw = (h, w) if crop is None else check_hw("crop", crop, 1)
-    # Always draw the same four numbers, so one sample's randomness never depends on the
-    # branches another took.
-    u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
-    if flip and u[0] < 0.5:
+    g = _geometry(h, w, ch, cw, _draw(generator), lo, hi, flip)
+    if g.flipped:
         image, label = image.flip(-1), label.flip(-1)
-    s = lo + (hi - lo) * u[1]
-    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    nh, nw = g.height, g.width
     if (nh, nw) != (h, w):
         image = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear",
                               align_corners=False, antialias=nh < h)[0]
         label = F.interpolate(label[None, None].float(), size=(nh, nw),
                               mode="nearest-exact")[0, 0].to(label.dtype)
-    ph, pw = max(0, ch - nh), max(0, cw - nw)
-    if ph or pw:
-        top, left = int(u[2] * (ph + 1)), int(u[3] * (pw + 1))
-        pad = (left, pw - left, top, ph - top)
+    if g.pad_h or g.pad_w:
+        pad = (g.pad_left, g.pad_w - g.pad_left, g.pad_top, g.pad_h - g.pad_top)
         image = F.pad(image, pad, value=0.0)
         label = F.pad(label, pad, value=ignore_index)
-        nh, nw = nh + ph, nw + pw
-    top, left = int(u[2] * (nh - ch + 1)), int(u[3] * (nw - cw + 1))
+    top, left = g.top, g.left
     return (image[:, top:top + ch, left:left + cw].contiguous(),
             label[top:top + ch, left:left + cw].contiguous())
+
+
+class _Geometry(NamedTuple):
+    """One sample's flip, resized size, padding and crop window (in the padded image)."""
+
+    flipped: bool
+    height: int
+    width: int
+    pad_h: int
+    pad_w: int
+    pad_top: int
+    pad_left: int
+    top: int
+    left: int
+
+
+def _draw(generator) -> list:
+    # Always draw the same four numbers, so one sample's randomness never depends on the
+    # branches another took.
+    return torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+
+
+def _geometry(h, w, ch, cw, u, lo, hi, flip) -> _Geometry:
+    """Where a flip/scale/crop of an ``h`` x ``w`` input to ``ch`` x ``cw`` goes, from its
+    four uniform numbers ``u``: the one recipe of the per-sample and whole-batch paths."""
+    flipped = bool(flip and u[0] < 0.5)
+    s = lo + (hi - lo) * u[1]
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    ph, pw = max(0, ch - nh), max(0, cw - nw)
+    pad_top, pad_left = int(u[2] * (ph + 1)), int(u[3] * (pw + 1))
+    top, left = int(u[2] * (nh + ph - ch + 1)), int(u[3] * (nw + pw - cw + 1))
+    return _Geometry(flipped, nh, nw, ph, pw, pad_top, pad_left, top, left)
 
 
 class FlipScaleCrop:

@@ -1,6 +1,7 @@
 """Batches: what one looks like (:func:`split_batch`, :func:`check_batch`,
 :func:`check_logits`), and the loaders that make them (:func:`make_loader`,
-:func:`batches`, :class:`ShardSampler`)."""
+:func:`batches`, :class:`ShardSampler`, and :class:`~.device_batches.DeviceBatches` for
+batches made ready on the GPU)."""
 from __future__ import annotations
 
 import random
@@ -8,23 +9,19 @@ import random
 import numpy as np
 import torch
 
-from .._checks import check_int
+from .._checks import check_choice, check_int
 from ..device import select_device
+from .device_batches import DeviceBatches
 
 __all__ = ["split_batch", "check_batch", "check_logits", "make_loader", "batches", "ShardSampler", "loader_len",
            "set_sampler_epoch"]
 
 
 def split_batch(batch):
-    """``(images, labels)`` from a batch given as a tuple/list or a dict."""
-    if isinstance(batch, dict):
-        for ki, kl in (("image", "label"), ("images", "labels")):
-            if ki in batch and kl in batch:
-                return batch[ki], batch[kl]
-        raise ValueError(f"a dict batch needs keys 'image' and 'label', got {sorted(batch)}")
+    """``(images, labels)`` from a batch given as a tuple or list."""
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return batch[0], batch[1]
-    raise ValueError(f"a batch must be (images, labels) or a dict with 'image' and 'label', got {type(batch).__name__}")
+    raise ValueError(f"a batch must be a tuple or list (images, labels), got {type(batch).__name__}")
 
 
 def check_batch(images, labels) -> None:
@@ -55,7 +52,7 @@ def check_logits(logits, labels, num_classes: int | None = None) -> None:
 
 
 def make_loader(dataset, batch_size: int, *, shuffle: bool = False, device=None, num_workers: int = 0,
-                seed: int = 0, drop_last: bool | None = None, sampler=None) -> torch.utils.data.DataLoader:
+                seed: int = 0, drop_last: bool | None = None, sampler=None, augment_on: str = "auto"):
     """A ``DataLoader`` set up for training or evaluation on ``device``.
 
     Pinned memory on CUDA (so ``.to(device, non_blocking=True)`` overlaps the copy),
@@ -63,17 +60,31 @@ def make_loader(dataset, batch_size: int, *, shuffle: bool = False, device=None,
     otherwise share one NumPy stream and augment identically), and ``drop_last`` for
     training so BatchNorm never sees a last batch of one image. A resumed ``fit``
     replays the shuffle and the workers' seeds exactly.
+
+    ``augment_on``: ``"loader"`` makes each sample ready (float, augmented) where the
+    DataLoader runs; ``"device"`` ships a data set's 8-bit batches to ``device`` and
+    converts and augments each whole batch there (a data set that offers it, such as
+    SynthCity; the result is a :class:`~.device_batches.DeviceBatches`); ``"auto"``
+    chooses ``"device"`` on CUDA for such data sets, else ``"loader"``.
     """
     batch_size = check_int("batch_size", batch_size, 1)
     num_workers = check_int("num_workers", num_workers, 0)
     seed = check_int("seed", seed)
+    check_choice("augment_on", augment_on, ("auto", "loader", "device"))
     device = torch.device(device) if device is not None else select_device()
+    batch_ready = hasattr(dataset, "with_augment_on")
+    if augment_on == "device" and not batch_ready:
+        raise ValueError(f"augment_on='device' needs a data set that converts and augments whole batches "
+                         f"(SynthCity); {type(dataset).__name__} does not: use augment_on='loader'")
+    on_device = augment_on == "device" or (augment_on == "auto" and device.type == "cuda" and batch_ready)
+    if on_device:
+        dataset = dataset.with_augment_on("device")
     training = shuffle or sampler is not None and not isinstance(sampler, ShardSampler)
     if sampler is None and shuffle:
         # The shuffle gets a generator of its own, so it does not depend on how many
         # worker seeds were drawn from the loader's generator before it.
         sampler = torch.utils.data.RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-    return torch.utils.data.DataLoader(
+    loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
         pin_memory=device.type == "cuda", drop_last=training if drop_last is None else drop_last,
         generator=torch.Generator().manual_seed(seed + 1), worker_init_fn=_seed_worker if num_workers else None,
@@ -81,6 +92,7 @@ def make_loader(dataset, batch_size: int, *, shuffle: bool = False, device=None,
         # dataset's set_epoch (SynthCity's fresh augmentation per epoch) would never reach
         # persistent ones, and a resumed run would start them at a different epoch.
         persistent_workers=False)
+    return DeviceBatches(loader, device) if on_device else loader
 
 
 class ShardSampler(torch.utils.data.Sampler):
