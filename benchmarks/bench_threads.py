@@ -1,7 +1,7 @@
 """How OpenMP threads wait, measured: FCN-8s training steps alone and with two processes at once.
 
 Each setting runs in fresh processes (the OpenMP runtime reads its variables at start):
-libgomp's default, OMP_WAIT_POLICY=PASSIVE (the course's setting before 2026-11-30),
+libgomp's default, OMP_WAIT_POLICY=PASSIVE (sleep at once),
 OMP_WAIT_POLICY=ACTIVE and the course's GOMP_SPINCOUNT=1000 (course_utils.threads).
 A step is forward, cross-entropy, backward and fused AdamW at batch 8, 128 px, 2 threads;
 the median of 8 steps after 3 warm-up steps. "two at once" starts two such processes

@@ -18,8 +18,8 @@ threads wait is fixed when the process starts:
 
 The ratio is new mIoU / old mIoU. Targets: FCN-8s >= 0.649 within 60 s; DeepLabV3+ >= 0.75
 within 120 s. Then the zoo's recipe is re-timed: its first 100 steps per model, old and
-new, and the 24-epoch training time they imply. About 30 minutes (1719 s on 2026-11-30);
-timings on a shared machine are pessimistic.
+new, and the 24-epoch training time they imply. About half an hour on two cores (the
+benchmark results give the last run's time); timings on a shared machine are pessimistic.
 usage: python benchmarks/run.py time_to_accuracy
 """
 import json
