@@ -120,8 +120,8 @@ def batches(loader):
     With ``num_workers=0`` the batches are made in this process, between training steps,
     from many tiny tensor operations (a uint8 -> float conversion, a flip, a resize per
     sample, a stack). Spread over OpenMP threads they gain nothing, and on a busy machine
-    each one waits for a descheduled thread, which can slow loading fifty-fold
-    (``benchmarks/bench_synthcity.py`` measures it). The model's own operations
+    each one waits for a descheduled thread, which on two shared cores slowed loading by
+    more than an order of magnitude. The model's own operations
     still get every thread; worker processes already run with one. A side effect: some
     kernels round the last bit differently with more threads, so one thread also makes the
     samples the same on a laptop with 8 cores as on the 2-core CI machine.
