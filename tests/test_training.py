@@ -567,3 +567,15 @@ def test_compile_trains_the_same_parameters(monkeypatch):
     history = fit(model, train, val, epochs=1, compile=True, **FAST)
     assert len(compiled) == history.steps == 4     # training ran through the compiled module
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_deterministic_algorithms_are_on_during_fit_and_restored_after():
+    seen = []
+    train, _ = loaders()
+    before = torch.are_deterministic_algorithms_enabled()
+    fit(tiny_model(), train, epochs=1, deterministic=True,
+        callbacks=[lambda t, e: seen.append(torch.are_deterministic_algorithms_enabled())], **FAST)
+    assert seen and all(seen)
+    assert torch.are_deterministic_algorithms_enabled() == before
+    with pytest.raises(ValueError, match="deterministic"):
+        fit(tiny_model(), train, epochs=1, deterministic="yes", **FAST)
