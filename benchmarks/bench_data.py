@@ -22,7 +22,8 @@ import time
 import torch
 
 from course_utils.datasets import SynthCity
-from course_utils.training import batches, make_loader, set_sampler_epoch
+from course_utils.training import make_loader
+from course_utils.training.batches import batches, set_sampler_epoch
 
 SIZE, SCENES, PASSES = 128, 256, 5
 

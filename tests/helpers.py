@@ -162,3 +162,14 @@ def stop_group(proc, grace_s: float = 30) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+class InterruptAt:
+    """A callback that presses Ctrl-C after a given step."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, trainer, event):
+        if event == "step" and trainer.step == self.step:
+            raise KeyboardInterrupt

@@ -10,9 +10,11 @@ from torch.utils.data import TensorDataset
 from course_utils import datasets as ds
 from course_utils.datasets.device_augment import IMAGE_TOLERANCE
 from course_utils.models import build_model
-from course_utils.training import fit, make_loader, set_sampler_epoch
+from course_utils.training import fit, make_loader
+from course_utils.training.batches import set_sampler_epoch
 from course_utils.training.device_batches import DeviceBatches
 from course_utils.training.rng import loader_generators
+from helpers import InterruptAt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -202,15 +204,6 @@ def test_device_path_refuses_data_sets_that_cannot_use_it():
         next(iter(pairs))
 
 
-class InterruptAt:
-    def __init__(self, step):
-        self.step = step
-
-    def __call__(self, trainer, event):
-        if event == "step" and trainer.step == self.step:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_with_device_batches_is_exact(tmp_path, workers):
     def run(callbacks=(), resume=False, model_seed=1):
@@ -266,7 +259,7 @@ def test_workers_option_refuses_bad_values(text, capsys):
 
 
 def test_a_batch_is_a_pair_of_images_and_labels():
-    from course_utils.training import split_batch
+    from course_utils.training.batches import split_batch
     images, labels = torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)
     assert split_batch((images, labels))[1] is labels and split_batch([images, labels, "extra"])[0] is images
     with pytest.raises(ValueError, match="tuple or list"):

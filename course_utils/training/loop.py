@@ -182,10 +182,10 @@ class Trainer:
             if cfg.resume:
                 self._resume()
             self._train()
+            self._update_times()
+            self._callback("end")
         finally:
             torch.use_deterministic_algorithms(deterministic_before)
-        self._update_times()
-        self._callback("end")
         if cfg.keep == "best" and self.best_state is not None:
             self.raw_model.load_state_dict(self.best_state)
         self.raw_model.train(was_training)
