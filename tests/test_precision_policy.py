@@ -55,6 +55,14 @@ def test_the_probe_measures_a_ratio():
     assert 0 < ratio < float("inf")
 
 
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_the_probe_trains_also_when_first_asked_without_autograd(context):
+    # An evaluation may be the first to ask the policy (its forward runs without autograd).
+    with context():
+        ratio = precision.cpu_bf16_speedup.__wrapped__(size=8, channels=4, repeat=1)
+    assert 0 < ratio < float("inf")
+
+
 # -- CUDA GPUs (mocked: CI has none) -------------------------------------------------------------
 @pytest.fixture
 def gpu(monkeypatch):
@@ -103,3 +111,4 @@ def test_a_tensor_core_gpu_turned_off_is_fp32(gpu, capability):
 def test_without_cuda_the_capability_is_none(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert precision.cuda_capability() == (0, 0) and not precision.cuda_has_native_bf16()
+
