@@ -31,7 +31,7 @@ from ..precision import choose_precision
 from .batches import batches, check_batch, check_logits, loader_len, set_sampler_epoch, split_batch
 from .checkpoints import save_checkpoint
 from .config import History, PolyLR, TrainConfig, build_optimizer, use_channels_last
-from .distributed import collective_device, dist_initialized, unwrap_model
+from .distributed import broadcast_buffers, collective_device, dist_initialized, unwrap_model
 from .evaluation import evaluate, logits_of
 from .prepare import compile_model, is_compiled
 from .progress import progress_bar
@@ -302,6 +302,7 @@ class Trainer(ResumableState):
     def _evaluate(self):
         # The unwrapped module: DDP's forward broadcasts buffers (a collective), which a
         # rank with fewer validation batches than the others would never join.
+        broadcast_buffers(self.raw_model)   # every rank evaluates rank 0's BatchNorm statistics
         return evaluate(self.raw_model, self.val_loader, self._num_classes(), self.device,
                         ignore_index=self.config.ignore_index, precision=self.precision,
                         channels_last=self.channels_last)
