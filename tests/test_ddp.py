@@ -1,5 +1,5 @@
 """Distributed training on the CPU (gloo): every rank validates with rank 0's BatchNorm
-statistics.
+statistics, and a rank that fails ends the others promptly.
 
 Two processes each time, started by ``torchrun`` or, to stand for the ranks of another
 node (which no local launcher stops), as two plain processes joined by ``env://``.
@@ -164,3 +164,46 @@ def test_two_processes_validate_with_the_statistics_rank_0_saves(tmp_path):
         assert round(history["val_pixel_accuracy"][at] * cm.sum()) == np.trace(cm), path.name
         assert history["val_iou"][at] == pytest.approx(iou_of(cm), nan_ok=True, abs=1e-12), path.name
         assert history["val_miou"][at] == pytest.approx(np.nanmean(iou_of(cm)), abs=1e-12)
+
+
+# -- a failing rank ends every rank ------------------------------------------------------------
+FAILING = """
+import sys, time
+from course_utils.cli.common import run_main
+from course_utils.cli.distributed import init_distributed
+
+def body(argv):
+    rank, world, device = init_distributed()
+    if rank == int(argv[0]):
+        time.sleep(1)
+        raise RuntimeError(f"rank {{rank}} fails on purpose")
+    # Busy in something that cannot see a peer die (as a rank waiting in an NCCL collective
+    # does): without a word from the failing rank, this rank would go on for two minutes.
+    time.sleep(120)
+    return 0
+
+sys.exit(run_main(body, sys.argv[1:], "failing"))
+"""
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_failing_rank_ends_the_others(tmp_path, failing):
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING.format())
+    results = run_plain(script, failing)
+    codes = [code for code, _, _ in results]
+    assert None not in codes, f"a rank was still running after {TIMEOUT_S} s: {codes}"
+    assert all(code != 0 for code in codes)
+    assert "fails on purpose" in results[failing][2]
+    other = 1 - failing
+    assert f"rank {other}: rank {failing} failed: RuntimeError: rank {failing} fails on purpose" in results[other][2]
+
+
+def test_a_run_that_fails_on_every_rank_under_torchrun_ends(tmp_path):
+    # Every rank refuses the model option after joining the process group: each reports its
+    # own one-line error, and none waits for the others' acknowledgement forever.
+    done = subprocess.run([*TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "course_utils.train",
+                           *BN_RUN, "--model-option", "width=0", "--out", str(tmp_path)], env=env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode != 0
+    assert done.stderr.count("error: width must be an integer") == 2, done.stderr[-2000:]
