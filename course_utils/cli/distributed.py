@@ -41,6 +41,7 @@ SEEN_KEY = "course_utils/failure_seen"
 POLL_S = 0.5
 ACK_WAIT_S = 5.0
 ACK_POLL_S = 0.05
+LINGER_S = 2.0
 
 _watch = None       # this process's FailureWatch, while it is in a process group
 
@@ -137,9 +138,10 @@ class FailureWatch:
             what = "another rank failed"
         print(f"rank {self.rank}: {what}; ending this rank too", file=sys.stderr, flush=True)
         sys.stdout.flush()
-        # The failing rank polls the count every ACK_POLL_S; where this process hosts the
-        # store, leaving at once would cut that read short.
-        time.sleep(4 * ACK_POLL_S)
+        # Linger, so the failing rank (which has the error to report) ends first: torchrun
+        # names the first process to exit as the failure; and where this process hosts the
+        # store, leaving at once would cut the failing rank's reading of the count short.
+        time.sleep(LINGER_S)
         os._exit(1)     # from this thread, whatever the main thread waits for
 
 
