@@ -188,7 +188,9 @@ def soft_boundaries(probs: torch.Tensor, radius: int = 1, valid: torch.Tensor | 
         cols = (torch.arange(w, device=probs.device)[None, :] + best % k - r)
         base = (torch.arange(n, device=probs.device)[:, None, None] * c + cls[:, 0]) * (h * w)
         index = base + rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)
-    picked = probs.reshape(-1).take(index)
+    # gather, not take: take's backward (put_) is missing on some backends (MPS in older
+    # releases), gather's (scatter_add) is everywhere; the look-up is the same.
+    picked = probs.reshape(-1).gather(0, index.reshape(-1)).view(index.shape)
     out = picked[0] - picked[1]
     if valid is None:
         return out

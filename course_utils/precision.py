@@ -4,9 +4,13 @@ Mixed precision is a choice of (autocast dtype, gradient scaler) per device:
 
 * CUDA with native bf16 (compute capability >= 8.0: A100, RTX 30xx and newer): bf16, no
   scaler (bf16 has fp32's exponent range, gradients do not underflow).
-* CUDA without it (T4, V100: capability 7.x): fp16 with a gradient scaler.
-  ``torch.cuda.is_bf16_supported()`` is not asked: by default it also counts emulated
-  bf16, which is true on 7.x GPUs and slow there.
+* CUDA with fp16 tensor cores but no bf16 (V100, T4, RTX 20xx: capability 7.x): fp16
+  with a gradient scaler. ``torch.cuda.is_bf16_supported()`` is not asked: by default it
+  also counts emulated bf16, which is true on 7.x GPUs and slow there.
+* Older CUDA GPUs (Pascal and before: capability below 7.0): fp32. They have no tensor
+  cores, so fp16 buys no arithmetic speed, and most of them (6.1: GTX 10xx, P4, P40) run
+  fp16 at a small fraction of their fp32 rate. ``amp=True`` still gives fp16 with a
+  scaler there, since the arithmetic is native, only slow.
 * CPU: bf16 only where the CPU has native bf16 instructions (AVX512-BF16 or AMX), and
   with ``amp=None`` only where a short timed probe (:func:`cpu_bf16_speedup`, once per
   process) finds a training step of a small conv net at least ``CPU_BF16_MIN_SPEEDUP``
@@ -34,13 +38,18 @@ import time
 
 import torch
 
-__all__ = ["Precision", "choose_precision", "cpu_has_native_bf16", "cuda_has_native_bf16", "cpu_bf16_speedup",
-           "CPU_BF16_MIN_SPEEDUP", "FULL"]
+__all__ = ["Precision", "choose_precision", "cpu_has_native_bf16", "cuda_has_native_bf16", "cuda_capability",
+           "cpu_bf16_speedup", "CPU_BF16_MIN_SPEEDUP", "CUDA_BF16_CAPABILITY", "CUDA_FP16_CAPABILITY", "FULL"]
 
 # bf16 autocast on a CPU is chosen by default only when the probe measures at least this
 # speed-up: below it, a difference of a few percent is within the noise of a shared machine
 # and not worth bf16's coarser rounding.
 CPU_BF16_MIN_SPEEDUP = 1.2
+
+# Compute capabilities from which CUDA mixed precision pays: bf16 tensor cores arrived with
+# Ampere (8.0), fp16 tensor cores with Volta (7.0).
+CUDA_BF16_CAPABILITY = (8, 0)
+CUDA_FP16_CAPABILITY = (7, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,12 +85,17 @@ class Precision:
 FULL = Precision("cpu")
 
 
+def cuda_capability(device=None) -> tuple[int, int]:
+    """The CUDA device's compute capability ``(major, minor)``; ``(0, 0)`` without CUDA."""
+    if not torch.cuda.is_available():
+        return (0, 0)
+    major, minor = torch.cuda.get_device_capability(device)
+    return int(major), int(minor)
+
+
 def cuda_has_native_bf16(device=None) -> bool:
     """True on GPUs with bf16 tensor cores (compute capability 8.0 or newer)."""
-    if not torch.cuda.is_available():
-        return False
-    major, _minor = torch.cuda.get_device_capability(device)
-    return major >= 8
+    return cuda_capability(device) >= CUDA_BF16_CAPABILITY
 
 
 @functools.lru_cache(maxsize=1)
@@ -111,9 +125,18 @@ def cpu_bf16_speedup(size: int = 64, channels: int = 32, repeat: int = 3) -> flo
     call it only there (:func:`choose_precision` does): with emulated bf16 it would take
     long, to say what is already known (bf16 is slower).
     """
+    torch.manual_seed(0)
+    # A training step needs autograd, also when the policy is first asked inside no_grad or
+    # inference_mode (an evaluation).
+    with torch.inference_mode(False), torch.enable_grad():
+        fp32, bf16 = _probe_step_times(size, channels, repeat)
+    return fp32 / max(bf16, 1e-9)
+
+
+def _probe_step_times(size: int, channels: int, repeat: int) -> tuple[float, float]:
+    """Best time of a training step of a small conv net in fp32 and in bf16 autocast."""
     from torch import nn
 
-    torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(),
                         nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
                         nn.Conv2d(channels, 8, 1))
@@ -130,10 +153,7 @@ def cpu_bf16_speedup(size: int = 64, channels: int = 32, repeat: int = 3) -> flo
         net.zero_grad(set_to_none=True)
         return min(times[1:])
 
-    with torch.enable_grad():     # the policy may be asked inside evaluation's no_grad
-        fp32 = best(Precision("cpu"))
-        bf16 = best(Precision("cpu", torch.bfloat16))
-    return fp32 / max(bf16, 1e-9)
+    return best(Precision("cpu")), best(Precision("cpu", torch.bfloat16))
 
 
 def amp_from_environment() -> bool | None:
@@ -149,16 +169,15 @@ def choose_precision(device, amp: bool | None = None) -> Precision:
     """The precision policy for ``device`` (see the module docstring)."""
     if amp not in (None, True, False):
         raise ValueError(f"amp must be None (the policy decides), True or False; got {amp!r}")
+    source = "amp=False"
     if amp is None:
-        amp = amp_from_environment()
+        amp, source = amp_from_environment(), "COURSE_AMP=0"
     device = torch.device(device)
     kind = device.type
     if amp is False:
-        return Precision(kind, reason="mixed precision turned off (amp=False)")
+        return Precision(kind, reason=f"mixed precision turned off ({source})")
     if kind == "cuda":
-        if cuda_has_native_bf16(device):
-            return Precision(kind, torch.bfloat16, False, "CUDA with native bf16 (compute capability >= 8.0)")
-        return Precision(kind, torch.float16, True, "CUDA without native bf16: fp16 with a gradient scaler")
+        return _cuda_precision(device, amp)
     if kind == "cpu":
         if cpu_has_native_bf16():
             if amp is None:
@@ -177,3 +196,20 @@ def choose_precision(device, amp: bool | None = None) -> Precision:
         raise ValueError(f"amp=True is not supported on {kind}: mixed precision runs on CUDA and on "
                          "CPUs with native bf16. Use amp=None or False.")
     return Precision(kind, reason=f"{kind}: fp32 (no autocast context)")
+
+
+def _cuda_precision(device: torch.device, amp: bool | None) -> Precision:
+    capability = cuda_capability(device)
+    cc = "{}.{}".format(*capability)
+    if capability >= CUDA_BF16_CAPABILITY:
+        return Precision("cuda", torch.bfloat16, False, f"CUDA with native bf16 (compute capability {cc} >= 8.0)")
+    if capability >= CUDA_FP16_CAPABILITY:
+        return Precision("cuda", torch.float16, True,
+                         f"CUDA with fp16 tensor cores but no bf16 (compute capability {cc}): fp16 with a "
+                         "gradient scaler")
+    if amp:
+        return Precision("cuda", torch.float16, True,
+                         f"fp16 with a gradient scaler, as asked (amp=True); compute capability {cc} has no "
+                         "tensor cores, so it is likely slower than fp32 here")
+    return Precision("cuda", reason=f"CUDA without tensor cores (compute capability {cc} < 7.0): fp32, "
+                                    "since fp16 is no faster there")

@@ -47,7 +47,7 @@ def fake_cuda(monkeypatch, capability):
 
 
 @pytest.mark.parametrize("capability, name, scaler", [((7, 5), "fp16", True), ((8, 0), "bf16", False),
-                                                      ((9, 0), "bf16", False), ((6, 1), "fp16", True)])
+                                                      ((9, 0), "bf16", False), ((6, 1), "fp32", False)])
 def test_device_report_states_the_policys_choice_for_a_gpu(monkeypatch, capability, name, scaler):
     import warnings
 
@@ -58,7 +58,7 @@ def test_device_report_states_the_policys_choice_for_a_gpu(monkeypatch, capabili
     assert (info["precision"], info["grad_scaler"]) == (name, scaler)
     assert info["compute_capability"] == f"{capability[0]}.{capability[1]}"
     policy = choose_precision("cuda:0")
-    assert policy.dtype == {"fp16": torch.float16, "bf16": torch.bfloat16}[name]
+    assert policy.dtype == {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")      # a GradScaler on a machine without CUDA warns and disables itself
         assert (policy.grad_scaler() is not None) == scaler

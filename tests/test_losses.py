@@ -306,3 +306,30 @@ def test_every_loss_runs_on_the_meta_device():
     total.backward()
     assert all(p.device.type == "meta" for p in parts + [total, logits.grad, edge.grad])
     assert set(loss.last_tensors) == {"seg", "edge", "dual"}
+
+
+def aten_ops(fn):
+    """Names of the ATen operators ``fn()`` dispatches, backward passes included."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(func._schema.name)
+            return func(*args, **(kwargs or {}))
+
+    with Record() as record:
+        fn()
+    return record.names
+
+
+def test_the_gscnn_loss_needs_no_take_or_put():
+    # Tensor.take's backward is put_, which MPS lacks in older releases: the loss must train
+    # with operators every backend has (its values and gradients are checked above).
+    logits, edge, labels = random_case(0, dtype=torch.float32)
+    ops = aten_ops(lambda: GSCNNLoss()({"out": logits, "edge": edge}, labels).backward())
+    assert "aten::gather" in ops or "aten::index" in ops          # the recorder sees the look-up
+    assert not {"aten::take", "aten::put", "aten::put_"} & ops, sorted(ops)

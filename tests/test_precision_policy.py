@@ -76,11 +76,60 @@ def test_a_bad_course_amp_names_the_variable(monkeypatch):
         precision.choose_precision("cpu")
 
 
-def test_the_cpu_probe_runs_inside_no_grad():
-    # evaluate() asks the policy inside torch.no_grad(); the probe's backward must still run.
-    from course_utils import precision
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_the_probe_trains_also_when_first_asked_without_autograd(context):
+    # An evaluation may be the first to ask the policy (its forward runs without autograd).
+    with context():
+        ratio = precision.cpu_bf16_speedup.__wrapped__(size=8, channels=4, repeat=1)
+    assert 0 < ratio < float("inf")
 
-    precision.cpu_bf16_speedup.cache_clear()
-    with torch.no_grad():
-        assert precision.cpu_bf16_speedup(size=8, channels=4, repeat=1) > 0
-    precision.cpu_bf16_speedup.cache_clear()
+
+# -- CUDA GPUs (mocked: CI has none) -------------------------------------------------------------
+@pytest.fixture
+def gpu(monkeypatch):
+    """Pretend CUDA GPU of a given compute capability: ``gpu((major, minor))``."""
+    def configure(capability):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+
+        def refuse(*a, **k):
+            raise AssertionError("is_bf16_supported counts emulated bf16; the policy must not ask it")
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", refuse)
+    return configure
+
+
+# Which GPU generation has which tensor cores (NVIDIA's CUDA programming guide): none before
+# Volta (7.0), fp16 from Volta and Turing (7.x), bf16 from Ampere (8.x) on.
+GENERATIONS = [((3, 7), None, False), ((5, 2), None, False), ((6, 0), None, False), ((6, 1), None, False),
+               ((7, 0), torch.float16, True), ((7, 5), torch.float16, True),
+               ((8, 0), torch.bfloat16, False), ((8, 6), torch.bfloat16, False), ((9, 0), torch.bfloat16, False)]
+
+
+@pytest.mark.parametrize("capability, dtype, scaler", GENERATIONS)
+def test_cuda_precision_follows_the_tensor_cores(gpu, capability, dtype, scaler):
+    gpu(capability)
+    p = precision.choose_precision("cuda:0")
+    assert (p.device_type, p.dtype, p.use_scaler) == ("cuda", dtype, scaler)
+    assert "{}.{}".format(*capability) in p.reason
+    assert precision.cuda_has_native_bf16() == (dtype is torch.bfloat16)
+
+
+@pytest.mark.parametrize("capability", [(6, 1), (6, 0), (5, 2)])
+def test_an_old_gpu_gets_fp16_only_when_asked(gpu, capability):
+    gpu(capability)
+    asked = precision.choose_precision("cuda", amp=True)
+    assert (asked.dtype, asked.use_scaler) == (torch.float16, True) and "amp=True" in asked.reason
+    assert precision.choose_precision("cuda", amp=False).dtype is None
+
+
+@pytest.mark.parametrize("capability", [(7, 0), (7, 5), (8, 0), (9, 0)])
+def test_a_tensor_core_gpu_turned_off_is_fp32(gpu, capability):
+    gpu(capability)
+    assert precision.choose_precision("cuda", amp=False).dtype is None
+    assert precision.choose_precision("cuda", amp=True) == precision.choose_precision("cuda")
+
+
+def test_without_cuda_the_capability_is_none(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert precision.cuda_capability() == (0, 0) and not precision.cuda_has_native_bf16()
+

@@ -26,6 +26,9 @@ from . import register_model
 from .backbone import ConvNormAct, ResNetBackbone, SegmentationModel, replicate_pad
 
 VARIANTS = {"32s": (), "16s": ("c4",), "8s": ("c4", "c3")}
+UPSAMPLING_METHODS = ("auto", "polyphase", "transposed")
+# Device types where BilinearUpsample's "auto" computes in polyphase form (see upsampling_method).
+POLYPHASE_DEVICES = frozenset({"cpu"})
 
 
 class FCNHead(nn.Sequential):
@@ -58,20 +61,25 @@ class BilinearUpsample(nn.Module):
     repeating the last row and column once before upsampling makes it hold the border
     value instead, as ``course_utils.upsampling.upsample_zero_insert(..., edge="replicate")``.
 
-    The weights live in ``self.up`` (an ``nn.ConvTranspose2d``), but ``forward`` computes
-    its output without multiplying the inserted zeros: output row ``f m + p`` receives
-    input rows ``m`` and ``m + 1`` only, through kernel taps ``p + f - 1`` and ``p - 1``.
-    So the layer is ``f x f`` small convolutions (2x2 taps each, one per output phase)
-    whose results are interleaved by ``pixel_shuffle`` ("polyphase" or "sub-pixel"
-    form). The sums are the transposed convolution's (tested against ``ConvTranspose2d``
-    in values and gradients), at 4 multiplications per output pixel instead of the
-    ``(2f - 1)^2`` of a zero-inserted convolution, which is what oneDNN runs for a
-    depthwise transposed convolution on a CPU (measured on the 2-core CI machine, forward +
-    backward of FCN-8s's 8x upsampling at batch 8: 10-13 ms that way, 6.5-7.4 ms this way).
+    The weights live in ``self.up`` (an ``nn.ConvTranspose2d``); ``method`` says how the
+    sums are computed, with the same values, gradients and state dict either way:
+
+    * ``"transposed"``: ``self.up`` itself, PyTorch's transposed convolution.
+    * ``"polyphase"``: output row ``f m + p`` receives input rows ``m`` and ``m + 1`` only,
+      through kernel taps ``p + f - 1`` and ``p - 1``, so the layer is ``f x f`` small
+      convolutions (2x2 taps each, one per output phase) whose results ``pixel_shuffle``
+      interleaves ("polyphase" or "sub-pixel" form): 4 multiplications per output pixel
+      instead of the ``(2f - 1)^2`` of a kernel that multiplies the inserted zeros, which
+      is what oneDNN runs for a depthwise transposed convolution on a CPU.
+    * ``"auto"`` (the default): :func:`upsampling_method` of the input's device type.
+
+    :func:`set_upsampling_method` sets it for every such layer of a model.
     """
 
-    def __init__(self, channels: int, factor: int, learnable: bool = True, depthwise: bool = True):
+    def __init__(self, channels: int, factor: int, learnable: bool = True, depthwise: bool = True,
+                 method: str = "auto"):
         super().__init__()
+        self.method = method
         self.channels = check_int("channels", channels, 1)
         self.factor = check_int("factor", factor, 1, 64)
         self.depthwise = bool(depthwise)
@@ -83,6 +91,19 @@ class BilinearUpsample(nn.Module):
                                          bias=False)
             self.reset_parameters()
             self.up.weight.requires_grad_(bool(learnable))
+
+    @property
+    def method(self) -> str:
+        """How ``forward`` computes the sums: "auto", "polyphase" or "transposed" (see the class)."""
+        return self._method
+
+    @method.setter
+    def method(self, value: str) -> None:
+        self._method = check_choice("method", value, UPSAMPLING_METHODS)
+
+    def method_for(self, device_type: str) -> str:
+        """The form ``forward`` uses for an input on ``device_type``: "polyphase" or "transposed"."""
+        return upsampling_method(device_type) if self.method == "auto" else self.method
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -103,7 +124,8 @@ class BilinearUpsample(nn.Module):
             raise ValueError(f"cannot upsample {tuple(x.shape[-2:])} by {f} to size {(h, w)}: "
                              "the coarse map is too small (features must have ceil(H / stride) rows)")
         if self.up is not None:
-            x = self._polyphase(replicate_pad(x, right=1, bottom=1))
+            x = replicate_pad(x, right=1, bottom=1)
+            x = self._polyphase(x) if self.method_for(x.device.type) == "polyphase" else self.up(x)
         return x if x.shape[-2:] == (h, w) else x[..., :h, :w]
 
     def _polyphase(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +148,29 @@ class BilinearUpsample(nn.Module):
         return F.pixel_shuffle(y, f)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, factor={self.factor}, depthwise={self.depthwise}"
+        method = "" if self.method == "auto" else f", method={self.method!r}"
+        return f"channels={self.channels}, factor={self.factor}, depthwise={self.depthwise}{method}"
+
+
+def upsampling_method(device_type: str) -> str:
+    """The form :class:`BilinearUpsample` computes with on ``device_type`` when its method is "auto".
+
+    "polyphase" where the transposed convolution's kernel multiplies the inserted zeros
+    (:data:`POLYPHASE_DEVICES`: oneDNN on CPUs); elsewhere "transposed", the device
+    library's own kernel, since the polyphase form's gain is specific to that CPU kernel.
+    ``tools/gpu_check.py`` times both forms on a GPU, which is what would move CUDA here.
+    """
+    return "polyphase" if str(device_type) in POLYPHASE_DEVICES else "transposed"
+
+
+def set_upsampling_method(model: nn.Module, method: str) -> int:
+    """Set ``method`` ("auto", "polyphase" or "transposed") on every :class:`BilinearUpsample`
+    in ``model``; returns how many layers it set. Weights and state dict are unchanged."""
+    method = check_choice("method", method, UPSAMPLING_METHODS)
+    layers = [m for m in model.modules() if isinstance(m, BilinearUpsample)]
+    for layer in layers:
+        layer.method = method
+    return len(layers)
 
 
 class _GradLikeWeight(torch.autograd.Function):

@@ -1,6 +1,7 @@
 """What the library needs from ``torch.distributed``: is it on, which rank, which device
-carries the collectives, and how to sum a tensor across processes. Joining a process
-group is the command line's business (:mod:`course_utils.cli.distributed`)."""
+carries the collectives, how to sum a tensor across processes, and how to give every
+process rank 0's buffers. Joining a process group is the command line's business
+(:mod:`course_utils.cli.distributed`)."""
 from __future__ import annotations
 
 import torch
@@ -47,21 +48,30 @@ def all_reduce_sum(values):
     return on_device.cpu()
 
 
+@torch.no_grad()
 def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
-    """Give every process rank ``src``'s buffers (BatchNorm's running statistics).
+    """Overwrite every process's buffers of ``module`` (BatchNorm's running statistics) with
+    rank ``src``'s; nothing happens when not distributed. Every process must call it.
 
-    DDP broadcasts them only at the start of a forward pass of the wrapped model; a
-    validation of the unwrapped module would otherwise use each rank's own statistics, so
-    its result would depend on the number of processes. A no-op without torch.distributed."""
+    DDP broadcasts rank 0's buffers only at the start of a forward pass of the wrapped
+    model, and each rank's forward then updates them from its own share of the batch.
+    Evaluating the unwrapped module would therefore use each rank's own statistics, and
+    the summed mIoU would describe no single model (not the one rank 0 saves).
+    """
     if not dist_initialized():
         return
+    src = int(src)
+    if not 0 <= src < world_size():
+        raise ValueError(f"src must be a rank in [0, {world_size() - 1}], got {src}")
+    buffers = list(unwrap_model(module).buffers())
     device = collective_device()
-    for buf in module.buffers():
-        if not buf.is_floating_point() and buf.dtype != torch.long:
-            continue
-        on_device = buf.detach().to(device)
-        torch.distributed.broadcast(on_device, src)
-        buf.copy_(on_device)
+    # One broadcast per dtype (float statistics, integer batch counts), not one per buffer.
+    for dtype in dict.fromkeys(b.dtype for b in buffers):
+        group = [b for b in buffers if b.dtype == dtype]
+        flat = torch.cat([b.detach().reshape(-1).to(device) for b in group])
+        torch.distributed.broadcast(flat, src)
+        for b, values in zip(group, flat.split([b.numel() for b in group])):
+            b.copy_(values.view(b.shape))
 
 
 def is_ddp(model) -> bool:
