@@ -106,7 +106,7 @@ def test_channels_last_gradients_keep_their_parameters_strides_in_either_form(de
     for method in ("polyphase", "transposed"):
         model = small("fcn8s", depthwise_upsampling=depthwise).to(memory_format=torch.channels_last)
         set_upsampling_method(model, method)
-        model(torch.rand(2, 3, 40, 40).contiguous(memory_format=torch.channels_last)).sum().backward()
+        model(torch.rand(2, 3, 40, 40).contiguous(memory_format=torch.channels_last))["out"].sum().backward()
         assert [n for n, p in model.named_parameters() if p.grad.stride() != p.stride()] == []
 
 

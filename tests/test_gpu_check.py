@@ -88,10 +88,17 @@ def notebook_cuda_plan():
     as text (not by the tool's AST walk)."""
     cells = json.loads((ROOT / "notebooks" / "06_training_and_evaluation.ipynb").read_text())["cells"]
     for cell in cells:
-        lines = "".join(cell["source"]).splitlines()
-        for i, line in enumerate(lines):
-            if line.strip() == 'if device.type == "cuda":':
-                return eval(lines[i + 1].split("=", 1)[1], {"dict": dict})   # noqa: S307 - our own notebook
+        text = "".join(cell["source"])
+        if 'if device.type == "cuda":' not in text:
+            continue
+        after = text.split('if device.type == "cuda":', 1)[1]
+        start = after.index("plan = dict(") + len("plan = ")
+        depth, end = 0, start
+        for end, ch in enumerate(after[start:], start):    # to the parenthesis that closes dict(
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if depth == 0 and ch == ")":
+                break
+        return eval(after[start:end + 1], {"dict": dict, "min": min, "max": max})   # noqa: S307 - our notebook
     raise AssertionError("notebook 06 has no CUDA plan")
 
 
@@ -141,7 +148,7 @@ def test_the_policy_is_restored_after_forcing_a_precision(gpu_check):
 def test_syncs_are_counted_over_the_steady_steps_only(gpu_check, cpu_context, monkeypatch):
     # No CUDA here: the debug mode is mocked, and reading the losses back (what syncs on a
     # GPU; on the CPU the trainer reads them every step) warns as torch would.
-    from course_utils.training import Trainer
+    from course_utils.training.loop import Trainer
 
     mode = {"now": 0, "set": []}
 

@@ -197,7 +197,7 @@ def train_resume_evaluate(name: str, ctx: Context) -> dict:
     model = build_model(name, len(CLASSES), width=s.width)
     steps = s.n_train // s.batch
     checkpoint = ctx.workdir / f"{name}.pt"
-    options = dict(epochs=1, lr=5e-3, device=device, loss=training_loss(name), checkpoint=checkpoint, keep="last",
+    options = dict(epochs=1, lr=5e-3, device=device, checkpoint=checkpoint, keep="last",
                    progress=False)
     reset_peak(device)
     first = fit(model, make_loader(train_set, s.batch, shuffle=True, device=device), None,
@@ -221,15 +221,6 @@ def train_resume_evaluate(name: str, ctx: Context) -> dict:
             "val_miou_untrained": round(cm.miou(), 4), "reload_same_pixels": round(same, 5)}
 
 
-def training_loss(name: str):
-    """The model's own training loss: Gated-SCNN's, or None (cross-entropy) for the others."""
-    if name == "gscnn":
-        from course_utils.losses import GSCNNLoss
-
-        return GSCNNLoss()
-    return None
-
-
 # -- fp16 with a gradient scaler, forced --------------------------------------------------------
 def fp16_scaler(ctx: Context, cap_s: float) -> dict:
     forced = Precision("cuda", torch.float16, True, "forced: fp16 with a GradScaler, as compute capability 7.x")
@@ -246,7 +237,7 @@ def forced_precision(precision: Precision):
 
     The trainer asks :func:`~course_utils.precision.choose_precision` by the name its
     module imported; that name is replaced for the duration."""
-    from course_utils.training import Trainer
+    from course_utils.training.loop import Trainer
 
     module = sys.modules[Trainer.__module__]
     if not callable(getattr(module, "choose_precision", None)):
@@ -275,7 +266,7 @@ def train_with_precision(name: str, ctx: Context, precision: Precision) -> dict:
 
     with forced_precision(precision):
         history = fit(model, make_loader(train_set, s.batch, shuffle=True, device=device), None, epochs=1,
-                      lr=5e-3, device=device, loss=training_loss(name), callbacks=[record, StopAt(s.fp16_steps)],
+                      lr=5e-3, device=device, callbacks=[record, StopAt(s.fp16_steps)],
                       progress=False)
     if set(used) != {precision.name}:
         raise RuntimeError(f"the trainer used {sorted(set(used))}, not the forced {precision.name}")
@@ -705,8 +696,19 @@ def _plan_of(stmt):
         return None
     value = stmt.value
     if isinstance(value, ast.Call) and ast.unparse(value.func) == "dict" and not value.args:
-        return {kw.arg: ast.literal_eval(kw.value) for kw in value.keywords}
+        return {kw.arg: _plan_value(kw.value) for kw in value.keywords}
     return ast.literal_eval(value)
+
+
+def _plan_value(node):
+    """A plan entry: a literal, or arithmetic on literals with min/max (the scaled learning rate)."""
+    allowed = (ast.Expression, ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop, ast.Call,
+               ast.Name, ast.Load, ast.Tuple, ast.List)
+    tree = ast.Expression(node)
+    for sub in ast.walk(tree):
+        if not isinstance(sub, allowed) or isinstance(sub, ast.Name) and sub.id not in ("min", "max"):
+            raise ValueError(f"plan entries must be literals or min/max of arithmetic, got {ast.unparse(node)!r}")
+    return eval(compile(tree, "<plan>", "eval"), {"__builtins__": {}, "min": min, "max": max})  # noqa: S307
 
 
 # -- running the parts ---------------------------------------------------------------------------
