@@ -40,7 +40,7 @@ best validated weights), all written atomically. ``--resume`` continues from
 killed there (the state is saved), which is how the tests check resuming.
 
 Precision follows :func:`course_utils.precision.choose_precision` (bf16 on GPUs with native
-bf16, fp16 with a gradient scaler on older ones, fp32 elsewhere; ``--no-amp`` for fp32);
+bf16, fp16 with a gradient scaler on 7.x ones, fp32 elsewhere; ``--no-amp`` for fp32);
 channels_last on CPU and CUDA; ``--compile`` trains a ``torch.compile``-d model. Each model
 trains with its own loss (``model.criterion()``: cross-entropy, Gated-SCNN's adds its edge
 and dual-task terms), recorded in ``config.json``.
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", dest="amp", action="store_true", default=None,
                    help="insist on mixed precision (an error where the device has no native bf16/fp16 path); "
                         "default: course_utils.precision.choose_precision decides (bf16 on CUDA >= 8.0, fp16 with "
-                        "a gradient scaler on older GPUs, fp32 on CPUs without native bf16 and on MPS)")
+                        "a gradient scaler on 7.x GPUs, fp32 on older GPUs, on CPUs without native bf16 and on MPS)")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="train in fp32")
     p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
                    help="NHWC memory layout (default: on for CPU and CUDA, off for MPS)")

@@ -24,7 +24,7 @@ class TrainConfig:
       the fraction of planned steps (``epochs * len(train_loader)``) or of the time budget.
     * ``amp``: mixed precision as :func:`course_utils.precision.choose_precision` decides:
       ``None`` lets the policy choose (bf16 on CUDA with native bf16, fp16 with a gradient
-      scaler on older GPUs, fp32 elsewhere), ``True`` insists (an error where the device
+      scaler on 7.x GPUs, fp32 elsewhere), ``True`` insists (an error where the device
       has no native reduced precision), ``False`` turns it off.
     * ``channels_last``: NHWC memory layout for the model and the images; ``None`` means
       on for CPU and CUDA (faster convolutions there), off for MPS.
