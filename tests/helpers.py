@@ -173,3 +173,16 @@ class InterruptAt:
     def __call__(self, trainer, event):
         if event == "step" and trainer.step == self.step:
             raise KeyboardInterrupt
+
+
+def assert_same_values_and_gradients(y, ref, inputs, generator, atol=1e-12, grad_atol=1e-11):
+    """``y`` equals ``ref`` (float64), and so do the gradients of a random weighted sum of each
+    with respect to ``inputs``."""
+    import torch
+
+    torch.testing.assert_close(y, ref, rtol=0, atol=atol)
+    weights = torch.randn(y.shape, generator=generator, dtype=torch.float64)
+    grads = torch.autograd.grad((y * weights).sum(), inputs)
+    ref_grads = torch.autograd.grad((ref * weights).sum(), inputs)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=grad_atol)

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from course_utils.models import BilinearUpsample
 from course_utils.models.fcn import set_upsampling_method, upsampling_method
 
-from helpers import small
+from helpers import assert_same_values_and_gradients, small
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -49,12 +49,7 @@ def test_both_forms_compute_the_transposed_convolution(h, w, f, c, depthwise, tr
         layer.up.weight.copy_(torch.randn(layer.up.weight.shape, generator=g, dtype=torch.float64))
     y = layer(x, size)
     ref = transposed_by_definition(x, layer.up.weight, f, depthwise)[..., :size[0], :size[1]]
-    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
-    weights = torch.randn(y.shape, generator=g, dtype=torch.float64)
-    grads = torch.autograd.grad((y * weights).sum(), (x, layer.up.weight))
-    ref_grads = torch.autograd.grad((ref * weights).sum(), (x, layer.up.weight))
-    for a, b in zip(grads, ref_grads):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+    assert_same_values_and_gradients(y, ref, (x, layer.up.weight), g)
 
 
 def test_auto_is_polyphase_on_the_cpu_and_pytorchs_kernel_elsewhere():

@@ -17,7 +17,7 @@ NAMES = available_models()
 SIZES = [(64, 64), (97, 131), (33, 7), (1, 1), (256, 512)]
 
 
-from helpers import small
+from helpers import assert_same_values_and_gradients, small
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -129,23 +129,7 @@ def test_upsampling_with_learned_weights_is_pytorchs_transposed_convolution(h, w
     size = (max(1, f * h - trim % f), max(1, f * w - (trim * 3) % f))
     y = layer(x, size)
     ref = layer.up(F.pad(x, (0, 1, 0, 1), mode="replicate"))[..., :size[0], :size[1]]
-    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
-    weights = torch.randn(y.shape, generator=g, dtype=torch.float64)
-    grads = torch.autograd.grad((y * weights).sum(), (x, layer.up.weight))
-    ref_grads = torch.autograd.grad((ref * weights).sum(), (x, layer.up.weight))
-    for a, b in zip(grads, ref_grads):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
-
-
-@pytest.mark.parametrize("depthwise", [True, False])
-def test_channels_last_fcn_gradients_have_their_parameters_strides(depthwise):
-    # DistributedDataParallel copies (and warns about) any gradient laid out unlike its
-    # parameter; the polyphase upsampling must hand back its weight's gradient as
-    # ConvTranspose2d did.
-    model = build_model("fcn8s", 3, width=8, depthwise_upsampling=depthwise).to(memory_format=torch.channels_last)
-    model(torch.rand(2, 3, 40, 40).contiguous(memory_format=torch.channels_last))["out"].sum().backward()
-    mismatched = [n for n, p in model.named_parameters() if p.grad.stride() != p.stride()]
-    assert mismatched == []
+    assert_same_values_and_gradients(y, ref, (x, layer.up.weight), g)
 
 
 def test_full_upsampling_starts_on_the_channel_diagonal_and_learns():
