@@ -45,8 +45,8 @@ course with a Euclidean distance transform (distance ``<= r``). For an integer r
 two are the same set: squared distances between pixels are integers, so ``d <= r`` exactly
 when ``d^2 <= r^2``, a distance exactly at the tolerance included by both. They differ only
 for a non-integer radius, where ``disk`` builds its grid as ``arange(-r, r + 1)``, off the
-integer pixel offsets (DAVIS's own fractional ``bound_th`` is always rounded up to an
-integer, so this never arises there); the course's distance stays exact.
+integer pixel offsets (a ``bound_th`` below 1 is rounded up to an integer, so only a
+``bound_th`` >= 1 that is not an integer meets this); the course's distance stays exact.
 
 Two boundary maps in the course, on purpose different:
 
