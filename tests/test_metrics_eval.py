@@ -328,6 +328,31 @@ def test_evaluate_feeds_a_boundary_meter_the_same_counts_as_boundary_f1():
     assert cm.total == 3 * 400 - 20                       # the void row is not counted
 
 
+@pytest.mark.parametrize("rule", ["course", "davis"])
+def test_a_boundary_meter_averages_per_image_when_asked(rule):
+    import torch
+
+    from course_utils.training import BoundaryMeter
+
+    true = np.stack([square(), square(top=3, left=9, size=6), np.zeros((20, 20), np.int64)])
+    true[1, 0, :] = 255                                   # a void row
+    pred = np.stack([square(top=6), square(top=3, left=9, size=5), square(size=3)])
+    meter = BoundaryMeter(1.0, rule=rule, average="image")
+    assert math.isnan(meter.result())                     # no image yet
+    for i in (slice(0, 2), slice(2, 3)):                  # two batches
+        meter.update(torch.as_tensor(pred[i]), torch.as_tensor(true[i]))
+    # Image 3 has no true boundary and a predicted one: its F is 0, pulling the mean down.
+    per_image = [boundary_f1(p, t, 1.0, rule=rule) for p, t in zip(pred, true)]
+    assert per_image[2] == 0.0
+    assert meter.result() == pytest.approx(sum(per_image) / 3)
+    assert meter.result() == pytest.approx(boundary_f1(pred, true, 1.0, rule=rule, average="image"))
+    assert meter.counts.tolist() == boundary_counts(pred, true, 1.0, rule=rule).sum(0).tolist()
+    with pytest.raises(ValueError, match="average must be one of 'dataset', 'image'"):
+        BoundaryMeter(1.0, average="images")
+    with pytest.raises(ValueError, match="rule must be one of 'course', 'davis'"):
+        BoundaryMeter(1.0, rule="DAVIS")
+
+
 def test_meters_are_summed_across_processes(tmp_path):
     # A one-process gloo group: all_reduce runs its collective (the sum of one is itself).
     import torch
@@ -342,5 +367,10 @@ def test_meters_are_summed_across_processes(tmp_path):
         before = meter.counts.copy()
         meter.all_reduce()
         assert meter.counts.tolist() == before.tolist() and meter.counts.dtype == np.int64
+        per_image = BoundaryMeter(1.0, average="image")
+        pair = torch.as_tensor(np.stack([square(), square()]))
+        per_image.update(pair, torch.as_tensor(np.stack([square(), square(top=6)])))
+        before = per_image.result()
+        assert per_image.all_reduce().result() == before and per_image.images == 2
     finally:
         dist.destroy_process_group()

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._checks import check_choice
 from ..labels import IGNORE_INDEX
 from ..metrics import ConfusionMatrix, predicted_labels
 from ..precision import Precision, choose_precision
@@ -34,25 +35,44 @@ __all__ = ["BoundaryMeter", "evaluate", "predict", "forward_logits"]
 class BoundaryMeter:
     """Class-agnostic boundary match counts ``[matched_pred, n_pred, matched_true, n_true]``
     summed over images (:func:`course_utils.metrics.boundary_counts`); ``result()`` is the
-    boundary F-score at ``tolerance_px`` (:func:`course_utils.metrics.f1_from_counts`)."""
+    boundary F-score at ``tolerance_px`` (:func:`course_utils.metrics.f1_from_counts`).
 
-    def __init__(self, tolerance_px: float = 2.0, ignore_index: int = IGNORE_INDEX):
+    ``rule`` and ``average`` are :func:`course_utils.metrics.boundary_f1`'s: with
+    ``average="image"`` the meter also keeps the sum of per-image F scores and the number of
+    images, and ``result()`` is their mean (NaN before any image), as DAVIS and Gated-SCNN
+    report; ``counts`` stay the summed counts either way."""
+
+    def __init__(self, tolerance_px: float = 2.0, ignore_index: int = IGNORE_INDEX, rule: str = "course",
+                 average: str = "dataset"):
+        from ..metrics.boundaries import AVERAGES, RULES
+
+        self.rule = check_choice("rule", rule, RULES)
+        self.average = check_choice("average", average, AVERAGES)
         self.tolerance_px, self.ignore_index = float(tolerance_px), ignore_index
         self.counts = np.zeros(4, np.int64)
+        self.f_sum, self.images = 0.0, 0
 
     def update(self, pred, labels) -> None:
-        from ..metrics import boundary_counts
+        from ..metrics import boundary_counts, f1_from_counts
 
-        self.counts += boundary_counts(pred.cpu(), labels.cpu(), self.tolerance_px,
-                                       ignore_index=self.ignore_index).sum(0)
+        per_image = boundary_counts(pred.cpu(), labels.cpu(), self.tolerance_px,
+                                    ignore_index=self.ignore_index, rule=self.rule)
+        self.counts += per_image.sum(0)
+        self.f_sum += float(np.sum(f1_from_counts(per_image)))
+        self.images += len(per_image)
 
     def all_reduce(self) -> "BoundaryMeter":
         self.counts = all_reduce_sum(torch.from_numpy(self.counts)).numpy()
+        # The per-image sums travel in float64: a count of images is exact there.
+        f_sum, images = all_reduce_sum(torch.tensor([self.f_sum, float(self.images)], dtype=torch.float64)).tolist()
+        self.f_sum, self.images = f_sum, int(images)
         return self
 
     def result(self) -> float:
         from ..metrics import f1_from_counts
 
+        if self.average == "image":
+            return self.f_sum / self.images if self.images else float("nan")
         return float(f1_from_counts(self.counts))
 
 
