@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import traceback
 import warnings
 from pathlib import Path
 
@@ -29,11 +28,11 @@ import torch
 from torch import nn
 
 from ..device import select_device
-from ..labels import check_label_range
 from ..losses import SegmentationCrossEntropy
 from ..precision import choose_precision
-from .batches import batches, check_batch, check_logits, loader_len, set_sampler_epoch, split_batch
+from .batches import batches, check_batch, loader_len, set_sampler_epoch, split_batch
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .checks import CheckedLoss, is_compiler_error
 from .config import History, TrainConfig
 from .distributed import broadcast_buffers, collective_device, dist_initialized, is_ddp, unwrap_model
 from .evaluation import evaluate
@@ -116,7 +115,7 @@ class Trainer:
         self.train_loader, self.val_loader = train_loader, val_loader
         self.callbacks = list(callbacks)
         self.num_classes = num_classes or getattr(self.raw_model, "num_classes", None)
-        self.criterion = _CheckedLoss(loss if loss is not None else criterion_for(model, config.ignore_index),
+        self.criterion = CheckedLoss(loss if loss is not None else criterion_for(model, config.ignore_index),
                                       self, every_step=self.device.type == "cpu")
         self.optimizer = build_optimizer(self.raw_model, config)
         # While the optimizer writes the weights, an interrupt leaves them half updated.
@@ -267,7 +266,7 @@ class Trainer:
             loss = train_step(self.model, images, labels, self.criterion, self.optimizer, self.precision,
                               self.scaler)
         except Exception as err:
-            if self._compile_checked or not _is_compiler_error(err):
+            if self._compile_checked or not is_compiler_error(err):
                 raise
             raise RuntimeError(f"torch.compile could not compile {type(self.raw_model).__name__} "
                                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
@@ -460,47 +459,3 @@ class Trainer:
             self._flush_losses()
         for cb in self.callbacks:
             cb(self, event)
-
-
-class _CheckedLoss:
-    """The criterion, after checks of the model's output and the labels that turn an obscure
-    failure (on CUDA a device-side assert that kills the session) into a sentence. Checking
-    the labels' range costs a wait for the device, so on a GPU only the first steps are checked."""
-
-    def __init__(self, criterion, trainer: Trainer, every_step: bool, first_steps: int = 10):
-        self.criterion, self.trainer = criterion, trainer
-        self.every_step, self.remaining = every_step, first_steps
-
-    def __call__(self, output, labels):
-        check = self.every_step or self.remaining > 0
-        if check:
-            self.remaining -= 1
-            self._check_output(output, labels)
-        loss = self.criterion(output, labels)
-        if check and (not isinstance(loss, torch.Tensor) or loss.ndim != 0):
-            raise ValueError(f"loss must return a scalar tensor, got {type(loss).__name__} "
-                             f"{tuple(getattr(loss, 'shape', ()))}")
-        return loss
-
-    def _check_output(self, output, labels) -> None:
-        if not isinstance(output, dict) or not isinstance(output.get("out"), torch.Tensor):
-            raise ValueError("in training mode the model must return a dict {'out': logits, ...} (the course's "
-                             f"output contract, see course_utils.models), got {type(output).__name__}")
-        trainer = self.trainer
-        if trainer.num_classes is None:
-            trainer.num_classes = output["out"].shape[1]
-        check_logits(output["out"], labels, trainer.num_classes)
-        check_label_range("labels", labels, trainer.num_classes, trainer.config.ignore_index)
-
-
-def _is_compiler_error(err: BaseException) -> bool:
-    """Whether the first call of a compiled model failed in the compiler (dynamo, inductor, or
-    the code inductor generated) rather than in the model or the device (e.g. out of memory)."""
-    if isinstance(err, (ValueError, torch.OutOfMemoryError)):
-        return False
-    if type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
-        return True
-    # Inductor's generated kernels live in its cache folder (torchinductor_USER) and check
-    # their inputs' strides with plain asserts.
-    frames = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(err.__traceback__)]
-    return isinstance(err, AssertionError) and any("torchinductor" in f for f in frames)
