@@ -12,6 +12,9 @@ from .batches import check_logits
 
 __all__ = ["CheckedLoss", "is_compiler_error"]
 
+# Older torch releases name only the CUDA out-of-memory error; recent ones have torch.OutOfMemoryError.
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
 
 class CheckedLoss:
     """The criterion, after checks of the model's output and the labels that turn an obscure
@@ -47,7 +50,7 @@ class CheckedLoss:
 def is_compiler_error(err: BaseException) -> bool:
     """Whether the first call of a compiled model failed in the compiler (dynamo, inductor, or
     the code inductor generated) rather than in the model or the device (e.g. out of memory)."""
-    if isinstance(err, (ValueError, torch.OutOfMemoryError)):
+    if isinstance(err, (ValueError, _OUT_OF_MEMORY)):
         return False
     if type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
         return True
