@@ -57,8 +57,8 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
 
 # The model modules register themselves on import; they import register_model from here,
 # which is defined above, so these imports must stay at the bottom.
-from .backbone import (ResNetBackbone, SegmentationModel, adaptive_avg_pool2d, make_norm,  # noqa: E402
-                       replicate_pad, upsample_aligned)
+from .backbone import (ResNetBackbone, SegmentationModel, adaptive_avg_pool2d, downsample_aligned,  # noqa: E402
+                       make_norm, replicate_pad, upsample_aligned)
 from .fcn import FCN, BilinearUpsample, convolutionalize  # noqa: E402
 from .pspnet import PSPNet  # noqa: E402
 from .deeplab import ASPP, DeepLab, aspp_rates  # noqa: E402
@@ -67,4 +67,4 @@ from .gscnn import GSCNN, sobel_magnitude  # noqa: E402
 __all__ = ["build_model", "register_model", "available_models", "convolutionalize", "FCN",
            "BilinearUpsample", "ResNetBackbone", "SegmentationModel", "make_norm", "PSPNet", "DeepLab",
            "GSCNN", "ASPP", "aspp_rates", "upsample_aligned", "sobel_magnitude", "adaptive_avg_pool2d",
-           "replicate_pad"]
+           "downsample_aligned", "replicate_pad"]

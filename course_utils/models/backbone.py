@@ -84,6 +84,39 @@ def upsample_aligned(x: torch.Tensor, size, stride: int) -> torch.Tensor:
     return x[..., :h, :w]
 
 
+def tent_matrix(size: int, stride: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """``(ceil(size / stride), size)`` averaging matrix of :func:`downsample_aligned` along one axis.
+
+    Row ``i`` weights input pixel ``j`` by the tent ``max(stride - |j - stride * i|, 0)``,
+    centred on ``stride * i``, normalised to sum to 1 over the pixels inside the input.
+    """
+    n = -(-size // stride)
+    i = torch.arange(n, device=device)[:, None]
+    j = torch.arange(size, device=device)[None, :]
+    w = (stride - (j - stride * i).abs()).clamp_min(0).to(dtype)
+    return w / w.sum(1, keepdim=True)
+
+
+def downsample_aligned(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Average a full-resolution map ``(N, C, H, W)`` onto the stride-``stride`` grid, cell ``i`` centred on ``stride * i``.
+
+    The counterpart of :func:`upsample_aligned`: the result has ``ceil(H / stride)`` rows
+    like the backbone's features, and cell ``i`` averages the input pixels around
+    ``stride * i`` with the bilinear (tent) weights ``stride - |d|`` for ``|d| < stride``
+    (normalised; at the border over the pixels that exist), so a pixel between two cell
+    centres is shared by both in proportion to its nearness. Every pixel counts (a thin
+    line between the centres is not lost, as it would be by sampling every ``stride``-th
+    pixel). ``adaptive_avg_pool2d`` to the same size instead averages rows
+    ``stride * i .. stride * i + stride - 1``, centred half a stride lower.
+    """
+    stride = check_int("stride", stride, 1)
+    if stride == 1:
+        return x
+    ph = tent_matrix(x.shape[-2], stride, x.dtype, x.device)
+    pw = tent_matrix(x.shape[-1], stride, x.dtype, x.device)
+    return torch.matmul(torch.matmul(ph, x), pw.T)
+
+
 def pooling_matrix(size: int, bins: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """``(bins, size)`` averaging matrix of adaptive average pooling along one axis.
 

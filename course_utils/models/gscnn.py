@@ -34,10 +34,12 @@ from .._checks import check_choice, check_int
 from ..labels import IGNORE_INDEX
 from ..losses import GSCNNLoss
 from . import register_model
-from .backbone import BasicBlock, _init_weights, adaptive_avg_pool2d, check_images, replicate_pad, upsample_aligned
+from .backbone import (BasicBlock, _init_weights, adaptive_avg_pool2d, check_images, downsample_aligned, replicate_pad,
+                       upsample_aligned)
 from .deeplab import DeepLab
 
 GATE_LEVELS = ("c3", "c4", "c5")
+EDGE_POOLS = ("adaptive", "aligned")
 
 
 def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
@@ -103,18 +105,29 @@ class GSCNN(DeepLab):
     ``"c2"`` (stride 4: a quarter of the pixels, so its 3x3 convolutions cost a quarter;
     the step times and the accuracy reached in a fixed time are in the benchmark results,
     ``benchmarks/bench_models.py`` and ``bench_time_to_accuracy.py``).
+
+    ``edge_pool`` is how the edge probability and the image gradient are reduced to the
+    ASPP's grid (the c5 features). ``"adaptive"`` (the default; the zoo's model was trained
+    with it): adaptive average pooling, whose cell ``i`` averages input rows ``s i .. s i + s - 1``
+    and so is centred on ``s i + (s - 1) / 2``, half a stride (7.5 px at output stride 16)
+    past the c5 feature it is concatenated with (centred on ``s i``, the alignment convention
+    of :mod:`~course_utils.models.backbone`). ``"aligned"``: :func:`~course_utils.models.backbone.downsample_aligned`,
+    a tent average centred on ``s i``, the position the paper's code samples
+    (``F.interpolate(edge, align_corners=True)`` in nv-tlabs/GSCNN ``network/gscnn.py``),
+    averaging instead of sampling so that thin edges between the samples still count.
     """
 
     def __init__(self, num_classes: int, width: int = 16, depths=(1, 1, 1, 1), norm: str = "batch",
                  output_stride: int = 16, rates=None, aspp_channels: int | None = None,
                  low_level_channels: int = 48, dropout: float = 0.1, shape_channels: int | None = None,
-                 shape_level: str = "c1"):
+                 shape_level: str = "c1", edge_pool: str = "adaptive"):
         # Two extra ASPP inputs: the edge probability and the image gradient magnitude.
         super().__init__(num_classes, decoder=True, width=width, depths=depths, norm=norm,
                          output_stride=output_stride, rates=rates, aspp_channels=aspp_channels,
                          low_level_channels=low_level_channels, dropout=dropout, extra_channels=2)
         shape_channels = check_int("shape_channels", shape_channels or width, 1)
         self.shape_level = check_choice("shape_level", shape_level, ("c1", "c2"))
+        self.edge_pool = check_choice("edge_pool", edge_pool, EDGE_POOLS)
         self.shape_stream = ShapeStream(self.backbone.channels[shape_level], self.backbone.channels, shape_channels,
                                         norm=norm, level=shape_level)
         self.fuse = nn.Conv2d(2, 1, 1)     # shape-stream logits + image gradient -> edge logits
@@ -132,10 +145,16 @@ class GSCNN(DeepLab):
         grad = sobel_magnitude(images)
         size = images.shape[-2:]
         edge = self.fuse(torch.cat([upsample_aligned(shape_logits, size, strides[self.shape_level]), grad], dim=1))
-        extra = adaptive_avg_pool2d(torch.cat([torch.sigmoid(edge), grad], dim=1), feats["c5"].shape[-2:])
+        extra = self.pool_edges(torch.cat([torch.sigmoid(edge), grad], dim=1), feats["c5"])
         out = self.head(images, feats, extra)
         self.gates = [g.detach() for g in gates]
         return {"out": out, "edge": edge, "gates": gates}
+
+    def pool_edges(self, x: torch.Tensor, c5: torch.Tensor) -> torch.Tensor:
+        """The full-resolution ASPP input ``x`` reduced to the grid of ``c5`` (see ``edge_pool``)."""
+        if self.edge_pool == "aligned":
+            return downsample_aligned(x, self.backbone.strides["c5"])
+        return adaptive_avg_pool2d(x, c5.shape[-2:])
 
     def outputs(self, images: torch.Tensor) -> dict:
         result = self.predict_all(images)
@@ -148,8 +167,9 @@ class GSCNN(DeepLab):
 
 @register_model("gscnn")
 def gscnn(num_classes, width=16, depths=(1, 1, 1, 1), norm="batch", output_stride=16, rates=None,
-          aspp_channels=None, low_level_channels=48, dropout=0.1, shape_channels=None, shape_level="c1"):
+          aspp_channels=None, low_level_channels=48, dropout=0.1, shape_channels=None, shape_level="c1",
+          edge_pool="adaptive"):
     """Gated-SCNN; options as :class:`GSCNN`."""
     return GSCNN(num_classes, width=width, depths=depths, norm=norm, output_stride=output_stride, rates=rates,
                  aspp_channels=aspp_channels, low_level_channels=low_level_channels, dropout=dropout,
-                 shape_channels=shape_channels, shape_level=shape_level)
+                 shape_channels=shape_channels, shape_level=shape_level, edge_pool=edge_pool)

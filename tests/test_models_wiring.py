@@ -1,0 +1,109 @@
+"""Gated-SCNN's and PSPNet's wiring options: where ASPP's edge inputs are sampled, which edge
+map is supervised, PSPNet's auxiliary loss. Every default is the zoo's model, unchanged."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_utils.models import adaptive_avg_pool2d, build_model, downsample_aligned, sobel_magnitude
+
+from helpers import small
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+R2 = 2 ** -0.5          # Sobel magnitude (scaled) on either side of a one-pixel white line
+
+
+def tent_reference(x, s):
+    """Tent-weighted averages centred on s*i: a strided convolution with the (s - |d|) outer
+    product, zero padding, divided by the same convolution of ones (the weights inside the image)."""
+    t = torch.tensor([s - abs(d) for d in range(-(s - 1), s)], dtype=x.dtype)
+    k = torch.outer(t, t)[None, None].repeat(x.shape[1], 1, 1, 1)
+    conv = lambda v: F.conv2d(v, k, stride=s, padding=s - 1, groups=x.shape[1])  # noqa: E731
+    return conv(x) / conv(torch.ones_like(x))
+
+
+@pytest.mark.parametrize("s", [1, 2, 4, 16])
+@pytest.mark.parametrize("h, w", [(64, 64), (33, 70), (1, 5), (17, 16)])
+def test_downsample_aligned_is_a_tent_average_centred_on_the_grid(s, h, w):
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, h, w, dtype=torch.float64)
+    got = downsample_aligned(x, s)
+    assert got.shape == (2, 3, math.ceil(h / s), math.ceil(w / s))
+    torch.testing.assert_close(got, tent_reference(x, s) if s > 1 else x)
+    # A constant stays constant, also in the border cells.
+    torch.testing.assert_close(downsample_aligned(torch.full((1, 1, h, w), 0.3, dtype=torch.float64), s),
+                               torch.full((1, 1) + got.shape[2:], 0.3, dtype=torch.float64))
+
+
+def test_a_line_lands_on_its_cell_aligned_and_half_a_stride_late_adaptive():
+    # A one-pixel line at row r, for every r in the interior: the centroid of the pooled
+    # column, in input pixels (cell i at s*i), is r itself with "aligned"; adaptive pooling
+    # puts every r in s*i .. s*i + s-1 into cell i, so on average it reports the line
+    # (s - 1) / 2 = 7.5 px above where it is.
+    s, h = 16, 128
+    rows = torch.arange(h // s, dtype=torch.float64) * s
+    aligned_err, adaptive_err = [], []
+    for r in range(s, h - s):
+        x = torch.zeros(1, 1, h, 8, dtype=torch.float64)
+        x[..., r, :] = 1.0
+        for pool, errs in ((lambda v: downsample_aligned(v, s), aligned_err),
+                           (lambda v: adaptive_avg_pool2d(v, (h // s, 1)), adaptive_err)):
+            col = pool(x)[0, 0, :, 0]
+            errs.append(float((col * rows).sum() / col.sum()) - r)
+    assert max(abs(e) for e in aligned_err) < 1e-9
+    assert sum(adaptive_err) / len(adaptive_err) == pytest.approx(-(s - 1) / 2)
+    # A line at r = s*i reaches cell i alone with "aligned" (the tent is 0 at the neighbours' centres).
+    x = torch.zeros(1, 1, h, 8, dtype=torch.float64)
+    x[..., 3 * s, :] = 1.0
+    torch.testing.assert_close(downsample_aligned(x, s)[0, 0, :, 0], torch.eye(h // s, dtype=torch.float64)[3] / s)
+
+
+def aspp_extra_input(model, images):
+    """The edge input ``extra`` the model's ASPP receives (N, 2, h5, w5), via a hook."""
+    seen = []
+    handle = model.aspp.register_forward_pre_hook(lambda m, args: seen.append(args[1].detach().clone()))
+    try:
+        with torch.no_grad():
+            result = model.predict_all(images)
+    finally:
+        handle.remove()
+    return seen[0], result
+
+
+@pytest.mark.parametrize("edge_pool, expected", [
+    # Sobel puts the line's gradient R2 on rows r - 1 and r + 1 (r = 32, cell 2 at stride 16).
+    # aligned: tent weights (16 - |d|) / 256: rows 31 and 33 give 15/256 each to cell 2 and
+    # 1/256 to cells 1 and 3 -> the peak on cell 2, symmetric.
+    ("aligned", [0.0, 1 / 256, 30 / 256, 1 / 256]),
+    # adaptive: cell i averages rows 16i .. 16i + 15: row 31 goes to cell 1, row 33 to cell 2,
+    # so the line shows up between cells 1 and 2, half a stride above row 32.
+    ("adaptive", [0.0, 1 / 16, 1 / 16, 0.0]),
+])
+def test_gscnn_aspp_sees_a_horizontal_line_at_its_row(edge_pool, expected):
+    torch.manual_seed(0)
+    model = small("gscnn", output_stride=16, edge_pool=edge_pool).eval()
+    assert model.backbone.strides["c5"] == 16
+    images = torch.zeros(1, 3, 64, 64)
+    images[..., 32, :] = 1.0
+    extra, _ = aspp_extra_input(model, images)
+    assert extra.shape == (1, 2, 4, 4)
+    grad = extra[0, 1]                                        # channel 1: the image gradient
+    want = torch.tensor(expected)[:, None].expand(4, 4) * R2
+    torch.testing.assert_close(grad, want, atol=1e-6, rtol=1e-5)
+
+
+def test_gscnn_default_edge_pool_is_adaptive_average_pooling():
+    torch.manual_seed(0)
+    model = small("gscnn").eval()
+    assert model.edge_pool == "adaptive"
+    images = torch.rand(1, 3, 45, 63)
+    extra, result = aspp_extra_input(model, images)
+    want = F.adaptive_avg_pool2d(torch.cat([torch.sigmoid(result["edge"]), sobel_magnitude(images)], 1), (3, 4))
+    torch.testing.assert_close(extra, want)
+
+
+def test_bad_edge_pool_is_refused():
+    with pytest.raises(ValueError, match="edge_pool.*'adaptive', 'aligned'"):
+        small("gscnn", edge_pool="bilinear")
