@@ -107,3 +107,84 @@ def test_gscnn_default_edge_pool_is_adaptive_average_pooling():
 def test_bad_edge_pool_is_refused():
     with pytest.raises(ValueError, match="edge_pool.*'adaptive', 'aligned'"):
         small("gscnn", edge_pool="bilinear")
+
+
+def shape_logits_and_result(model, images):
+    """The shape stream's own logits (at its stride), via a hook, and ``predict_all``."""
+    seen = []
+    handle = model.shape_stream.register_forward_hook(lambda m, args, out: seen.append(out[0].detach().clone()))
+    try:
+        with torch.no_grad():
+            result = model.predict_all(images)
+    finally:
+        handle.remove()
+    return seen[0], result
+
+
+def test_gscnn_shape_edge_output_is_the_shape_streams_map_and_ignores_the_image_gradient(monkeypatch):
+    import course_utils.models.gscnn as gscnn_module
+    torch.manual_seed(0)
+    model = small("gscnn", edge_output="shape").eval()
+    assert model.fuse is None
+    images = torch.rand(1, 3, 45, 63)
+    shape, result = shape_logits_and_result(model, images)
+    # "edge" is the shape stream's stride-2 map, bilinear with sample i on input pixel 2i.
+    assert shape.shape == (1, 1, 23, 32)
+    torch.testing.assert_close(result["edge"][..., ::2, ::2], shape)
+    torch.testing.assert_close(result["edge"][..., 1:-1:2, 1:-1:2],
+                               F.avg_pool2d(shape, 2, stride=1), rtol=1e-5, atol=1e-6)
+    # ASPP gets sigmoid(edge) and the Sobel gradient, pooled (the default "adaptive" pooling).
+    extra, _ = aspp_extra_input(model, images)
+    want = F.adaptive_avg_pool2d(torch.cat([torch.sigmoid(result["edge"]), sobel_magnitude(images)], 1), (3, 4))
+    torch.testing.assert_close(extra, want)
+    # Change the image gradient the model sees: the edge output stays, the segmentation moves.
+    monkeypatch.setattr(gscnn_module, "sobel_magnitude", lambda x: torch.rand_like(x[:, :1]))
+    with torch.no_grad():
+        other = model.predict_all(images)
+    assert torch.equal(other["edge"], result["edge"])
+    assert not torch.allclose(other["out"], result["out"])
+
+
+def test_gscnn_fused_edge_output_is_unchanged_and_reads_the_image_gradient(monkeypatch):
+    import course_utils.models.gscnn as gscnn_module
+    torch.manual_seed(0)
+    model = small("gscnn").eval()
+    assert model.edge_output == "fused"
+    with torch.no_grad():
+        model.fuse.weight.copy_(torch.tensor([0.7, -2.0]).view(1, 2, 1, 1))
+        model.fuse.bias.fill_(0.25)
+    images = torch.rand(1, 3, 45, 63)
+    shape, result = shape_logits_and_result(model, images)
+    # The fused map on the shape stream's samples (input pixels 2i), by hand.
+    want = 0.7 * shape - 2.0 * sobel_magnitude(images)[..., ::2, ::2] + 0.25
+    torch.testing.assert_close(result["edge"][..., ::2, ::2], want, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(gscnn_module, "sobel_magnitude", lambda x: torch.rand_like(x[:, :1]))
+    with torch.no_grad():
+        assert not torch.allclose(model.predict_all(images)["edge"], result["edge"])
+
+
+def test_gscnn_options_keep_the_default_state_dict_and_shape_drops_only_fuse():
+    torch.manual_seed(0)
+    default = small("gscnn").state_dict()
+    torch.manual_seed(0)
+    explicit = small("gscnn", edge_pool="adaptive", edge_output="fused").state_dict()
+    assert list(explicit) == list(default)
+    assert all(torch.equal(explicit[k], default[k]) for k in default)
+    shape = small("gscnn", edge_output="shape", edge_pool="aligned").state_dict()
+    assert set(default) - set(shape) == {"fuse.weight", "fuse.bias"} and set(shape) <= set(default)
+
+
+def test_gscnn_shape_edge_output_trains_every_parameter():
+    # No parameter is left without a gradient (DDP refuses unused parameters by default).
+    torch.manual_seed(0)
+    model = small("gscnn", num_classes=3, edge_output="shape", edge_pool="aligned").train()
+    images = torch.rand(2, 3, 40, 48)
+    labels = (images[:, 0] * 3).long().clamp(max=2)
+    model.criterion()(model(images), labels).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert missing == []
+
+
+def test_bad_edge_output_is_refused():
+    with pytest.raises(ValueError, match="edge_output.*'fused', 'shape'"):
+        small("gscnn", edge_output="canny")

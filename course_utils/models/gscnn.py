@@ -16,7 +16,9 @@ The shape stream's boundary map, upsampled to the input, is fused with the input
 gradient magnitude (Sobel, computed inside the model) by a 1x1 convolution: these are the
 edge logits, supervised by a boundary loss (see ``course_utils.losses``). Finally the edge
 probabilities and the image gradient, averaged down to the ASPP's resolution, enter the
-ASPP as one more branch, so the segmentation can use them.
+ASPP as one more branch, so the segmentation can use them. (The paper supervises the shape
+stream's map itself and averages on the ASPP's grid: options ``edge_output="shape"`` and
+``edge_pool="aligned"`` of :class:`GSCNN`.)
 
 In training mode the model returns ``{"out": seg_logits, "edge": edge_logits}``; in eval
 mode the segmentation logits alone (``predict_all`` gives both, and the gates, in any
@@ -40,6 +42,7 @@ from .deeplab import DeepLab
 
 GATE_LEVELS = ("c3", "c4", "c5")
 EDGE_POOLS = ("adaptive", "aligned")
+EDGE_OUTPUTS = ("fused", "shape")
 
 
 def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
@@ -115,12 +118,22 @@ class GSCNN(DeepLab):
     a tent average centred on ``s i``, the position the paper's code samples
     (``F.interpolate(edge, align_corners=True)`` in nv-tlabs/GSCNN ``network/gscnn.py``),
     averaging instead of sampling so that thin edges between the samples still count.
+
+    ``edge_output`` is which boundary map is the ``"edge"`` output, the one the boundary loss
+    and the dual-task term supervise. ``"fused"`` (the default; the zoo's model was trained
+    with it): the shape stream's logits fused with the image gradient by the 1x1 conv
+    ``self.fuse``, so the supervised map can lean on the Sobel gradient. ``"shape"``, the
+    paper's wiring (Fig. 2; ``edge_out`` in nv-tlabs/GSCNN ``network/gscnn.py``): ``"edge"`` is
+    the shape stream's own logits, upsampled, so the supervision acts on the shape stream;
+    the image gradient only joins afterwards, beside ``sigmoid(edge)`` in the ASPP input.
+    With ``"shape"`` the model has no ``fuse`` layer (and no ``fuse.*`` state-dict keys): an
+    unused layer would only sit in the optimizer and trip DDP's unused-parameter check.
     """
 
     def __init__(self, num_classes: int, width: int = 16, depths=(1, 1, 1, 1), norm: str = "batch",
                  output_stride: int = 16, rates=None, aspp_channels: int | None = None,
                  low_level_channels: int = 48, dropout: float = 0.1, shape_channels: int | None = None,
-                 shape_level: str = "c1", edge_pool: str = "adaptive"):
+                 shape_level: str = "c1", edge_pool: str = "adaptive", edge_output: str = "fused"):
         # Two extra ASPP inputs: the edge probability and the image gradient magnitude.
         super().__init__(num_classes, decoder=True, width=width, depths=depths, norm=norm,
                          output_stride=output_stride, rates=rates, aspp_channels=aspp_channels,
@@ -128,12 +141,16 @@ class GSCNN(DeepLab):
         shape_channels = check_int("shape_channels", shape_channels or width, 1)
         self.shape_level = check_choice("shape_level", shape_level, ("c1", "c2"))
         self.edge_pool = check_choice("edge_pool", edge_pool, EDGE_POOLS)
+        self.edge_output = check_choice("edge_output", edge_output, EDGE_OUTPUTS)
         self.shape_stream = ShapeStream(self.backbone.channels[shape_level], self.backbone.channels, shape_channels,
                                         norm=norm, level=shape_level)
-        self.fuse = nn.Conv2d(2, 1, 1)     # shape-stream logits + image gradient -> edge logits
-        with torch.no_grad():             # start as the shape stream's own boundary map
-            self.fuse.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
-            self.fuse.bias.zero_()
+        if edge_output == "fused":
+            self.fuse = nn.Conv2d(2, 1, 1)     # shape-stream logits + image gradient -> edge logits
+            with torch.no_grad():             # start as the shape stream's own boundary map
+                self.fuse.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
+                self.fuse.bias.zero_()
+        else:
+            self.fuse = None
         self.gates: list = []
 
     def predict_all(self, images: torch.Tensor) -> dict:
@@ -144,7 +161,9 @@ class GSCNN(DeepLab):
         shape_logits, gates = self.shape_stream(feats, strides)
         grad = sobel_magnitude(images)
         size = images.shape[-2:]
-        edge = self.fuse(torch.cat([upsample_aligned(shape_logits, size, strides[self.shape_level]), grad], dim=1))
+        edge = upsample_aligned(shape_logits, size, strides[self.shape_level])
+        if self.fuse is not None:
+            edge = self.fuse(torch.cat([edge, grad], dim=1))
         extra = self.pool_edges(torch.cat([torch.sigmoid(edge), grad], dim=1), feats["c5"])
         out = self.head(images, feats, extra)
         self.gates = [g.detach() for g in gates]
@@ -168,8 +187,9 @@ class GSCNN(DeepLab):
 @register_model("gscnn")
 def gscnn(num_classes, width=16, depths=(1, 1, 1, 1), norm="batch", output_stride=16, rates=None,
           aspp_channels=None, low_level_channels=48, dropout=0.1, shape_channels=None, shape_level="c1",
-          edge_pool="adaptive"):
+          edge_pool="adaptive", edge_output="fused"):
     """Gated-SCNN; options as :class:`GSCNN`."""
     return GSCNN(num_classes, width=width, depths=depths, norm=norm, output_stride=output_stride, rates=rates,
                  aspp_channels=aspp_channels, low_level_channels=low_level_channels, dropout=dropout,
-                 shape_channels=shape_channels, shape_level=shape_level, edge_pool=edge_pool)
+                 shape_channels=shape_channels, shape_level=shape_level, edge_pool=edge_pool,
+                 edge_output=edge_output)
