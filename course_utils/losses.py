@@ -3,6 +3,8 @@
 * :func:`cross_entropy`: per-pixel cross-entropy that skips void pixels (``ignore_index``);
   :class:`SegmentationCrossEntropy` applies it to a model's training output ``{"out": ...}``
   (the loss of every model without one of its own).
+* :class:`AuxiliaryCrossEntropy`: cross-entropy plus a weighted cross-entropy of an
+  auxiliary (deeply supervised) output, PSPNet's training loss when built with ``aux=True``.
 * :func:`label_edges`: ground-truth boundary maps derived from label maps.
 * :func:`balanced_bce`: binary cross-entropy on edge logits, weighted by the inverse class
   frequency per image as in HED (Xie and Tu, 2015), which Gated-SCNN uses for its shape
@@ -34,11 +36,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_int
+from ._checks import check_int, check_positive
 from .labels import IGNORE_INDEX
 from .metrics import predicted_labels
 
-__all__ = ["cross_entropy", "SegmentationCrossEntropy", "label_edges", "balanced_bce", "balanced_bce_weights", "soft_boundaries",
+__all__ = ["cross_entropy", "SegmentationCrossEntropy", "AuxiliaryCrossEntropy", "label_edges", "balanced_bce", "balanced_bce_weights", "soft_boundaries",
            "dual_task_loss", "GSCNNLoss"]
 
 
@@ -79,6 +81,42 @@ class SegmentationCrossEntropy:
 
     def __repr__(self) -> str:
         return f"SegmentationCrossEntropy(ignore_index={self.ignore_index})"
+
+
+class AuxiliaryCrossEntropy:
+    """``loss(output, labels) = CE(output["out"]) + aux_weight * CE(output["aux"])``.
+
+    Deep supervision as PSPNet trains (Zhao, Shi, Qi, Wang and Jia, "Pyramid Scene Parsing
+    Network", CVPR 2017, section 3.4): a second classifier on the stage-4 features gets its
+    own cross-entropy, weighted 0.4, which helps the early layers learn; the auxiliary
+    branch is dropped at test time. Both terms are :func:`cross_entropy` (void pixels
+    skipped). ``last`` / ``last_tensors`` hold the two parts (``"seg"``, ``"aux"``) of the
+    last call, as :class:`GSCNNLoss` does.
+    """
+
+    def __init__(self, aux_weight: float = 0.4, ignore_index: int = IGNORE_INDEX):
+        check_positive("aux_weight", aux_weight, allow_zero=True)
+        self.aux_weight = aux_weight
+        self.ignore_index = ignore_index
+        self.last_tensors: dict = {}
+
+    @property
+    def last(self) -> dict:
+        """The parts of the last call (``"seg"``, ``"aux"``) as Python floats."""
+        return {k: float(v) for k, v in self.last_tensors.items()}
+
+    def __call__(self, output, labels: torch.Tensor) -> torch.Tensor:
+        if not isinstance(output, dict) or "out" not in output or "aux" not in output:
+            got = f"keys {sorted(output)}" if isinstance(output, dict) else type(output).__name__
+            raise ValueError("output must be a training output with an auxiliary head, a dict {'out': logits, "
+                             f"'aux': logits}} (a model built with aux=True, in training mode); got {got}")
+        seg = cross_entropy(output["out"].float(), labels, self.ignore_index)
+        aux = cross_entropy(output["aux"].float(), labels, self.ignore_index)
+        self.last_tensors = {"seg": seg.detach(), "aux": aux.detach()}
+        return seg + self.aux_weight * aux
+
+    def __repr__(self) -> str:
+        return f"AuxiliaryCrossEntropy(aux_weight={self.aux_weight}, ignore_index={self.ignore_index})"
 
 
 def _window_max(x: torch.Tensor, radius: int) -> torch.Tensor:

@@ -188,3 +188,103 @@ def test_gscnn_shape_edge_output_trains_every_parameter():
 def test_bad_edge_output_is_refused():
     with pytest.raises(ValueError, match="edge_output.*'fused', 'shape'"):
         small("gscnn", edge_output="canny")
+
+
+# -- PSPNet's auxiliary loss --------------------------------------------------------------
+
+def test_pspnet_aux_output_only_in_training_with_aux():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 45, 63)
+    plain, with_aux = small("pspnet").train(), small("pspnet", aux=True).train()
+    assert plain.aux is None and set(plain(x)) == {"out"}
+    seen = []
+    with_aux.aux.register_forward_hook(lambda m, args, out: seen.append(out.detach().clone()))
+    out = with_aux(x)
+    assert set(out) == {"out", "aux"}
+    assert out["out"].shape == out["aux"].shape == (2, 5, 45, 63)
+    # "aux" is the auxiliary head's stride-8 map on c4, upsampled with sample i on pixel 8i.
+    s4 = with_aux.backbone.strides["c4"]
+    assert s4 == 8 and seen[0].shape == (2, 5, 6, 8)
+    torch.testing.assert_close(out["aux"][..., ::s4, ::s4], seen[0])
+    with_aux.eval()
+    with torch.no_grad():
+        logits = with_aux(x)
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 5, 45, 63)
+    assert len(seen) == 1                     # the auxiliary head does not run in eval mode
+
+
+def test_pspnet_aux_loss_is_ce_plus_0_4_ce_aux_by_hand():
+    from course_utils.losses import AuxiliaryCrossEntropy, SegmentationCrossEntropy
+    torch.manual_seed(0)
+    model = small("pspnet", aux=True).train()
+    assert isinstance(small("pspnet").criterion(), SegmentationCrossEntropy)
+    loss_fn = model.criterion(ignore_index=255)
+    assert isinstance(loss_fn, AuxiliaryCrossEntropy) and loss_fn.aux_weight == 0.4
+    images = torch.rand(2, 3, 32, 40)
+    labels = torch.randint(0, 5, (2, 32, 40))
+    labels[0, :5] = 255                       # void pixels count in neither term
+    out = model(images)
+    loss = loss_fn(out, labels)
+    want = (F.cross_entropy(out["out"], labels, ignore_index=255)
+            + 0.4 * F.cross_entropy(out["aux"], labels, ignore_index=255))
+    torch.testing.assert_close(loss, want)
+    assert set(loss_fn.last) == {"seg", "aux"}
+    loss.backward()
+    assert all(p.grad is not None for p in model.aux.parameters())
+
+
+def test_auxiliary_cross_entropy_by_hand():
+    from course_utils.losses import AuxiliaryCrossEntropy
+    # Two pixels, two classes. out: logits (0, ln 3) -> p(class 1) = 3/4; aux: (0, 0) -> 1/2.
+    out = torch.tensor([0.0, math.log(3.0)]).view(1, 2, 1, 1).expand(1, 2, 1, 2)
+    aux = torch.zeros(1, 2, 1, 2)
+    labels = torch.tensor([[[1, 255]]])
+    got = AuxiliaryCrossEntropy(aux_weight=0.5)({"out": out, "aux": aux}, labels)
+    assert float(got) == pytest.approx(-math.log(0.75) + 0.5 * math.log(2.0))
+    with pytest.raises(ValueError, match="aux"):
+        AuxiliaryCrossEntropy()({"out": out}, labels)
+    with pytest.raises(ValueError, match="aux_weight"):
+        AuxiliaryCrossEntropy(aux_weight=-1.0)
+
+
+def test_fit_trains_pspnet_with_the_auxiliary_loss_when_none_is_given(monkeypatch):
+    from course_utils.losses import AuxiliaryCrossEntropy
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from course_utils.training import fit
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 32, 32)
+    labels = (images[:, 0] > 0.5).long()
+    loader = DataLoader(TensorDataset(images, labels), batch_size=2)
+    model = small("pspnet", num_classes=2, aux=True)
+    calls = []
+    real_call = AuxiliaryCrossEntropy.__call__
+
+    def spy(self, output, labels):
+        total = real_call(self, output, labels)
+        calls.append((sorted(output), self.aux_weight))
+        return total
+
+    monkeypatch.setattr(AuxiliaryCrossEntropy, "__call__", spy)
+    history = fit(model, loader, epochs=1, device="cpu", progress=False)
+    assert history.steps == 2 and calls == [(["aux", "out"], 0.4)] * 2
+
+
+def test_pspnet_aux_false_keeps_the_state_dict_and_aux_true_only_adds_the_head():
+    torch.manual_seed(0)
+    default = small("pspnet").state_dict()
+    torch.manual_seed(0)
+    explicit = small("pspnet", aux=False).state_dict()
+    assert list(explicit) == list(default) and all(torch.equal(explicit[k], default[k]) for k in default)
+    torch.manual_seed(0)
+    model = build_model("pspnet", 5, width=8, aux=True)
+    assert model.build_config == {"name": "pspnet", "num_classes": 5, "options": {"width": 8, "aux": True}}
+    sd = model.state_dict()
+    assert [k for k in sd if k not in default] == [k for k in sd if k.startswith("aux.")] != []
+    assert all(torch.equal(sd[k], default[k]) for k in default)   # the aux head is built last
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_bad_aux_is_refused(value):
+    with pytest.raises(ValueError, match="aux must be True or False"):
+        build_model("pspnet", 5, aux=value)

@@ -13,6 +13,10 @@ LayerNorm over the channels of each pixel), which works for any batch and bin si
 The pooling is :func:`~course_utils.models.backbone.adaptive_avg_pool2d`, PyTorch's
 adaptive average pooling that also runs on MPS for map sizes that are not a multiple of
 the bin count (a 16x16 map into 3x3 or 6x6 bins, at 128 px input).
+
+With ``aux=True`` a second, small classifier on the stage-4 features (``c4``) is trained
+alongside, with weight 0.4 in the loss, and ignored at test time: the paper's deep
+supervision (section 3.4).
 """
 from __future__ import annotations
 
@@ -21,10 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_int
+from ..labels import IGNORE_INDEX
+from ..losses import AuxiliaryCrossEntropy
 from . import register_model
 from .backbone import ConvNormAct, ResNetBackbone, SegmentationModel, adaptive_avg_pool2d, upsample_aligned
 
-__all__ = ["PSPNet", "PyramidPooling", "AdaptiveAvgPool2d"]
+__all__ = ["PSPNet", "PyramidPooling", "AdaptiveAvgPool2d", "AuxHead"]
 
 BINS = (1, 2, 3, 6)
 
@@ -79,28 +85,68 @@ class PSPHead(nn.Sequential):
                          nn.Conv2d(channels, num_classes, 1))
 
 
+class AuxHead(nn.Sequential):
+    """PSPNet's auxiliary classifier: 3x3 conv-norm-ReLU, dropout, 1x1 class scores (``aux`` in
+    hszhao/semseg ``model/pspnet.py``, which has 256 channels on ResNet's 1024: a quarter)."""
+
+    def __init__(self, in_channels: int, num_classes: int, channels: int, norm: str = "batch",
+                 dropout: float = 0.1):
+        super().__init__(ConvNormAct(in_channels, channels, 3, norm=norm), nn.Dropout2d(dropout),
+                         nn.Conv2d(channels, num_classes, 1))
+
+
 class PSPNet(SegmentationModel):
     """PSPNet on a :class:`ResNetBackbone`: options ``width``, ``depths``, ``norm``,
     ``output_stride`` (8 as in the paper; 16 or 32 are cheaper), ``bins``, ``head_channels``
-    (default ``4 * width``) and ``dropout``."""
+    (default ``4 * width``), ``dropout`` and ``aux``.
+
+    ``aux=True`` adds the paper's auxiliary loss (Zhao et al. 2017, section 3.4): an
+    :class:`AuxHead` (``self.aux``, a quarter of ``c4``'s channels) classifies the stage-4
+    features ``c4``; its logits, upsampled to the input, are the training output's ``"aux"``
+    (computed in training mode only), and :meth:`criterion` is then
+    :class:`~course_utils.losses.AuxiliaryCrossEntropy`, ``CE(out) + 0.4 CE(aux)``. In eval
+    mode the model is the same PSPNet as without it. ``aux=False`` (the default; the zoo's
+    model was trained with it) has no auxiliary head and trains with plain cross-entropy.
+    """
 
     def __init__(self, num_classes: int, width: int = 16, depths=(1, 1, 1, 1), norm: str = "batch",
-                 output_stride: int = 8, bins=BINS, head_channels: int | None = None, dropout: float = 0.1):
+                 output_stride: int = 8, bins=BINS, head_channels: int | None = None, dropout: float = 0.1,
+                 aux: bool = False):
         super().__init__()
+        if not isinstance(aux, bool):
+            raise ValueError(f"aux must be True or False; got {aux!r}")
         self.num_classes = check_int("num_classes", num_classes, 1)
         self.backbone = ResNetBackbone(width=width, depths=depths, norm=norm, output_stride=output_stride)
         head_channels = check_int("head_channels", head_channels or 4 * width, 1)
         self.head = PSPHead(self.backbone.channels["c5"], num_classes, head_channels, norm=norm, bins=bins,
                             dropout=dropout)
+        c4 = self.backbone.channels["c4"]
+        self.aux = AuxHead(c4, num_classes, max(c4 // 4, 1), norm=norm, dropout=dropout) if aux else None
+
+    def _scores(self, images: torch.Tensor, c5: torch.Tensor) -> torch.Tensor:
+        return upsample_aligned(self.head(c5), images.shape[-2:], self.backbone.strides["c5"])
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        scores = self.head(self.backbone(images)["c5"])
-        return upsample_aligned(scores, images.shape[-2:], self.backbone.strides["c5"])
+        return self._scores(images, self.backbone(images)["c5"])
+
+    def outputs(self, images: torch.Tensor) -> dict:
+        """``{"out": logits}``, plus ``"aux"`` (the auxiliary head's logits) in training with ``aux=True``."""
+        if self.aux is None or not self.training:
+            return {"out": self.predict(images)}
+        feats = self.backbone(images)
+        aux = upsample_aligned(self.aux(feats["c4"]), images.shape[-2:], self.backbone.strides["c4"])
+        return {"out": self._scores(images, feats["c5"]), "aux": aux}
+
+    def criterion(self, ignore_index: int = IGNORE_INDEX):
+        """Cross-entropy; with ``aux=True`` :class:`~course_utils.losses.AuxiliaryCrossEntropy` (weight 0.4)."""
+        if self.aux is None:
+            return super().criterion(ignore_index)
+        return AuxiliaryCrossEntropy(aux_weight=0.4, ignore_index=ignore_index)
 
 
 @register_model("pspnet")
 def pspnet(num_classes, width=16, depths=(1, 1, 1, 1), norm="batch", output_stride=8, bins=BINS,
-           head_channels=None, dropout=0.1):
+           head_channels=None, dropout=0.1, aux=False):
     """PSPNet; options as :class:`PSPNet`."""
     return PSPNet(num_classes, width=width, depths=depths, norm=norm, output_stride=output_stride, bins=bins,
-                  head_channels=head_channels, dropout=dropout)
+                  head_channels=head_channels, dropout=dropout, aux=aux)
