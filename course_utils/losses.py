@@ -40,8 +40,8 @@ from ._checks import check_int, check_positive
 from .labels import IGNORE_INDEX
 from .metrics import predicted_labels
 
-__all__ = ["cross_entropy", "SegmentationCrossEntropy", "AuxiliaryCrossEntropy", "label_edges", "balanced_bce", "balanced_bce_weights", "soft_boundaries",
-           "dual_task_loss", "GSCNNLoss"]
+__all__ = ["cross_entropy", "SegmentationCrossEntropy", "AuxiliaryCrossEntropy", "label_edges", "balanced_bce",
+           "balanced_bce_weights", "soft_boundaries", "dual_task_loss", "GSCNNLoss"]
 
 
 def _check_labels(labels) -> torch.Tensor:

@@ -98,7 +98,7 @@ def tent_matrix(size: int, stride: int, dtype=torch.float32, device=None) -> tor
 
 
 def downsample_aligned(x: torch.Tensor, stride: int) -> torch.Tensor:
-    """Average a full-resolution map ``(N, C, H, W)`` onto the stride-``stride`` grid, cell ``i`` centred on ``stride * i``.
+    """Average a full-resolution map ``(N, C, H, W)`` onto the stride-``stride`` grid, cell ``i`` on ``stride * i``.
 
     The counterpart of :func:`upsample_aligned`: the result has ``ceil(H / stride)`` rows
     like the backbone's features, and cell ``i`` averages the input pixels around

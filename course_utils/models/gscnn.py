@@ -17,8 +17,8 @@ gradient magnitude (Sobel, computed inside the model) by a 1x1 convolution: thes
 edge logits, supervised by a boundary loss (see ``course_utils.losses``). Finally the edge
 probabilities and the image gradient, averaged down to the ASPP's resolution, enter the
 ASPP as one more branch, so the segmentation can use them. (The paper supervises the shape
-stream's map itself and averages on the ASPP's grid: options ``edge_output="shape"`` and
-``edge_pool="aligned"`` of :class:`GSCNN`.)
+stream's map itself, and its code resizes the ASPP's edge input centred on the features'
+grid: options ``edge_output="shape"`` and ``edge_pool="aligned"`` of :class:`GSCNN`.)
 
 In training mode the model returns ``{"out": seg_logits, "edge": edge_logits}``; in eval
 mode the segmentation logits alone (``predict_all`` gives both, and the gates, in any
