@@ -8,12 +8,61 @@
   frequency per image as in HED (Xie and Tu, 2015), which Gated-SCNN uses for its shape
   stream: boundary pixels are a few percent of an image, and unweighted BCE would be
   minimised by predicting "no edge" everywhere.
-* :func:`soft_boundaries` and :func:`dual_task_loss`: Gated-SCNN's dual-task regulariser,
-  which asks the boundaries *of the predicted segmentation* to agree with the boundaries
-  of the ground truth, and the segmentation to be right where the shape stream sees an
-  edge. Written from the paper's description, not from its code.
+* :func:`soft_boundaries`, :func:`gradient_boundaries` and :func:`dual_task_loss`: Gated-SCNN's
+  dual-task regulariser, which asks the boundaries *of the predicted segmentation* to agree
+  with the boundaries of the ground truth, and the segmentation to be right where the shape
+  stream sees an edge. Written from the paper's description, not from its code.
 * :class:`GSCNNLoss`: the three combined; Gated-SCNN's own loss (``GSCNN.criterion``), so
   ``fit`` uses it without being told.
+
+The dual task's first term comes in two versions (``dual_task_loss(boundary=...)``,
+``GSCNNLoss(dual_boundary=...)``):
+
+* ``"course"`` (the default; notebook 08 and the model zoo were made with it): the range
+  (max - min) of ``softmax(logits / temperature)`` in a ``(2 radius + 1)``-square window
+  (:func:`soft_boundaries`) against :func:`label_edges`, summed over valid pixels and divided
+  by the number of pixels on a true or predicted edge. Once the predicted and true edges
+  no longer touch (a shift of 2 pixels for radius 1) it stops growing: for a confident
+  prediction every edge pixel then costs 1, however far the boundary is.
+* ``"paper"``: Takikawa, Acuna, Jampani, Fidler, "Gated-SCNN: Gated Shape CNNs for Semantic
+  Segmentation", ICCV 2019, section 3.3, first term of the dual-task regulariser:
+  ``lambda_3 sum_{p+} |zeta(p+) - zeta_hat(p+)|`` with ``zeta = |grad(G * argmax_k p(y^k | r, s))| / sqrt 2``,
+  the argmax relaxed by a Gumbel softmax at temperature ``tau``, and ``p+`` the union of the
+  predicted and true boundary pixels. Here ``zeta`` is :func:`gradient_boundaries` (Gaussian
+  of ``sigma`` pixels, then central differences) of each class map of
+  ``softmax((logits + g) / tau)``; ``g`` is Gumbel noise drawn from an explicit
+  ``torch.Generator`` (``gumbel=``), or none at all (the default, deterministic: the
+  noise-free relaxation ``softmax(logits / tau)``, so a step's loss does not depend on a
+  global random state). The sum over ``p+`` is divided by the number of true boundary
+  elements, a number of the labels alone, so the term and its gradient are the paper's up
+  to a constant per batch, and the term keeps growing while the smoothed boundaries still
+  overlap (about ``2 (3 sigma + 1)`` pixels of shift), then saturates too.
+
+The official code (github.com/nv-tlabs/GSCNN, ``my_functionals/DualTaskLoss.py`` and
+``my_functionals/custom_functional.py``, ``loss.py``, ``train.py``) computes something else.
+``DualTaskLoss.forward`` sets the logits of void pixels to 0 and their labels to class 0,
+draws Gumbel noise from the global random state (``_sample_gumbel``), takes
+``_gumbel_softmax_sample(..., tau=0.5)`` and ``compute_grad_mag`` of it and of the one-hot
+labels (``_one_hot_embedding``, 19 classes written in), and returns
+``0.5 mean_{g >= 1e-8} |g - g_hat| + 0.5 mean_{g_hat >= 1e-8} |g - g_hat|`` over (pixel, class)
+elements. But ``compute_grad_mag`` smooths with ``convTri``, which returns its input before
+filtering, and differentiates with ``gradient_central_diff``, which returns ``(input, input)``
+on its first line (reported in nv-tlabs/GSCNN issue #16, where an author calls it "a bug,
+probably an old debugging artifact", and in #79). So ``g = sqrt(2 p^2 + 1e-6) / max``, element
+by element (about ``p / max p``): no smoothing, no derivative; as every value clears the 1e-8 threshold both
+means run over every element, and the term is an L1 distance between the noisy class
+probabilities and the one-hot labels, each divided by its largest value. Issue #64 asks why
+the loss takes the segmentation and the labels but not the shape stream's edges
+(``loss.py``: ``self.dual_task(segin, segmask)``).
+
+Weights. In the paper ``lambda_3`` weights this term, within a total loss whose other terms
+carry ``lambda_1``, ``lambda_2`` and ``lambda_4``; their values are not restated here, as no copy
+of the paper's text was at hand to check them against. The official code's defaults, read
+in ``train.py`` and ``loss.py``: ``--seg_weight``, ``--edge_weight``, ``--att_weight`` and
+``--dual_weight`` all 1.0, and ``JointEdgeSegLoss.forward`` multiplies the edge BCE by a
+further 20 (``self.edge_weight * 20 * self.bce2d(...)``); the attention term (cross-entropy where
+the edge output exceeds 0.8) is a separate loss there, the second term of
+:func:`dual_task_loss` here. :class:`GSCNNLoss` weights all its parts 1.0 by default.
 
 Boundary convention (shared by :func:`label_edges` and :func:`soft_boundaries`): a pixel is
 on a boundary when its ``(2 radius + 1)``-square window holds more than one class. So a

@@ -115,7 +115,9 @@ def test_gradient_boundaries_is_the_transcribed_zeta():
 def test_gumbel_noise_comes_from_the_generator_given():
     labels = blocks()
     logits = logits_for(blocks(2), 4, scale=3.0, noise_seed=1)
-    draw = lambda seed: dual_task_loss(logits, labels, boundary="paper", gumbel=torch.Generator().manual_seed(seed))  # noqa: E731
+    def draw(seed):
+        return dual_task_loss(logits, labels, boundary="paper", gumbel=torch.Generator().manual_seed(seed))
+
     torch.testing.assert_close(draw(7), draw(7), rtol=0, atol=0)     # reproducible
     assert float(draw(7).detach()) != float(draw(8).detach())                         # random in the seed
     # The same noise in the transcription: Gumbel(0, 1) = -log(-log U).
