@@ -280,6 +280,10 @@ def gradient_boundaries(maps: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
     difference ``(x[i+1] - x[i-1]) / 2`` along each axis (the kernel of the official code's
     ``gradient_central_diff``), with replicate padding. For a one-hot map of a straight
     boundary the values lie in [0, 1/sqrt(2)] and fall to 0 about ``3 sigma + 1`` pixels away.
+
+    ``sigma`` is 2 by default: the width of the smoothing the official code meant to apply
+    (``convTri(E, 4)``, a triangle filter of radius 4, i.e. two boxes of 5 pixels, variance
+    ``2 (5^2 - 1) / 12 = 4``), which it skips (see the module docstring).
     """
     if maps.ndim != 4 or not maps.is_floating_point():
         raise ValueError(f"maps must be float (N, C, H, W), got {tuple(maps.shape)}")
