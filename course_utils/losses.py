@@ -134,7 +134,19 @@ class SegmentationCrossEntropy:
         return f"SegmentationCrossEntropy(ignore_index={self.ignore_index})"
 
 
-class AuxiliaryCrossEntropy:
+class _RecordsParts:
+    """A loss of several terms that keeps each term of its last call: ``last_tensors`` (detached,
+    on the device, for logging without waiting) and ``last`` (Python floats, read when asked;
+    on a GPU each read waits for the step)."""
+
+    last_tensors: dict
+
+    @property
+    def last(self) -> dict:
+        return {k: float(v) for k, v in self.last_tensors.items()}
+
+
+class AuxiliaryCrossEntropy(_RecordsParts):
     """``loss(output, labels) = CE(output["out"]) + aux_weight * CE(output["aux"])``.
 
     Deep supervision as PSPNet trains (Zhao, Shi, Qi, Wang and Jia, "Pyramid Scene Parsing
@@ -150,11 +162,6 @@ class AuxiliaryCrossEntropy:
         self.aux_weight = aux_weight
         self.ignore_index = ignore_index
         self.last_tensors: dict = {}
-
-    @property
-    def last(self) -> dict:
-        """The parts of the last call (``"seg"``, ``"aux"``) as Python floats."""
-        return {k: float(v) for k, v in self.last_tensors.items()}
 
     def __call__(self, output, labels: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, dict) or "out" not in output or "aux" not in output:
@@ -468,7 +475,7 @@ def _course_term(seg_logits, valid, gt, ignore_index, radius, temperature):
     return diff.sum() / union.sum().clamp_min(1)
 
 
-class GSCNNLoss:
+class GSCNNLoss(_RecordsParts):
     """``seg_weight * CE + edge_weight * balanced BCE(edges, label_edges) + dual_weight * dual-task``.
 
     Call as ``loss(output, labels)`` with a model output ``{"out": logits, "edge": edge_logits}``
@@ -507,11 +514,6 @@ class GSCNNLoss:
         self.dual_boundary, self.dual_tau, self.dual_sigma = dual_boundary, dual_tau, dual_sigma
         self.dual_gumbel = dual_gumbel
         self.last_tensors: dict = {}
-
-    @property
-    def last(self) -> dict:
-        """The parts of the last call (``"seg"``, ``"edge"``, ``"dual"``) as Python floats."""
-        return {k: float(v) for k, v in self.last_tensors.items()}
 
     def __call__(self, output, labels: torch.Tensor) -> torch.Tensor:
         if isinstance(output, dict):

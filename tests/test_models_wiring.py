@@ -60,16 +60,22 @@ def test_a_line_lands_on_its_cell_aligned_and_half_a_stride_late_adaptive():
     torch.testing.assert_close(downsample_aligned(x, s)[0, 0, :, 0], torch.eye(h // s, dtype=torch.float64)[3] / s)
 
 
-def aspp_extra_input(model, images):
-    """The edge input ``extra`` the model's ASPP receives (N, 2, h5, w5), via a hook."""
+def captured(model, module, images, pick):
+    """What ``pick(args, output)`` takes from ``module``'s call during ``model.predict_all(images)``
+    (a forward hook), and the result of ``predict_all``."""
     seen = []
-    handle = model.aspp.register_forward_pre_hook(lambda m, args: seen.append(args[1].detach().clone()))
+    handle = module.register_forward_hook(lambda m, args, out: seen.append(pick(args, out).detach().clone()))
     try:
         with torch.no_grad():
             result = model.predict_all(images)
     finally:
         handle.remove()
     return seen[0], result
+
+
+def aspp_extra_input(model, images):
+    """The edge input ``extra`` the model's ASPP receives (N, 2, h5, w5), and ``predict_all``."""
+    return captured(model, model.aspp, images, lambda args, out: args[1])
 
 
 @pytest.mark.parametrize("edge_pool, expected", [
@@ -110,15 +116,8 @@ def test_bad_edge_pool_is_refused():
 
 
 def shape_logits_and_result(model, images):
-    """The shape stream's own logits (at its stride), via a hook, and ``predict_all``."""
-    seen = []
-    handle = model.shape_stream.register_forward_hook(lambda m, args, out: seen.append(out[0].detach().clone()))
-    try:
-        with torch.no_grad():
-            result = model.predict_all(images)
-    finally:
-        handle.remove()
-    return seen[0], result
+    """The shape stream's own logits (at its stride), and ``predict_all``."""
+    return captured(model, model.shape_stream, images, lambda args, out: out[0])
 
 
 def test_gscnn_shape_edge_output_is_the_shape_streams_map_and_ignores_the_image_gradient(monkeypatch):
