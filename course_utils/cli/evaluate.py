@@ -16,7 +16,8 @@ JSON object instead of the table: ``classes``, ``iou``, ``miou``, ``pixel_accura
 ``checkpoint_sha256``, and ``boundary_f1`` with its summed ``boundary_counts`` (class-agnostic
 boundary F-score at ``--boundary-tolerance`` pixels, see
 :func:`course_utils.metrics.boundary_f1`; ``--boundary-tolerance -1`` skips it). NaN (a class
-absent from both prediction and truth) is ``null``.
+absent from both prediction and truth) is ``null``. Evaluation runs in fp32 unless ``--amp``
+asks for the precision policy's mixed precision.
 """
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--boundary-tolerance", type=float, default=2.0, metavar="PX",
                    help="boundary F-score tolerance in pixels (negative: skip the boundary F-score)")
-    p.add_argument("--no-amp", dest="amp", action="store_false", default=True,
-                   help="evaluate in fp32 (default: the precision policy's choice for the device)")
+    p.add_argument("--amp", dest="amp", action="store_true", default=False,
+                   help="evaluate in the precision policy's mixed precision (default: fp32, so that classes "
+                        "whose scores nearly tie are not decided by bf16 rounding)")
+    p.add_argument("--no-amp", dest="amp", action="store_false", help="evaluate in fp32 (the default)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     return p
 
