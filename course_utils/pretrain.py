@@ -237,3 +237,8 @@ def load_classifier(checkpoint=DEFAULT_CHECKPOINT, manifest=None) -> EncoderClas
     model.fc.load_state_dict(state["classifier"])
     return model.eval()
 
+
+
+if __name__ == "__main__":
+    # The library does not import its command line; say where it is.
+    raise SystemExit("usage: python -m course_utils.cli.pretrain (this module is the library)")

@@ -139,3 +139,8 @@ def load_zoo(zoo_dir=ZOO_DIR, device="cpu") -> dict:
     """All zoo models, ``{name: model}`` in the manifest's order, hash-checked, in eval mode."""
     return {name: load_zoo_model(name, zoo_dir, device) for name in read_zoo_manifest(zoo_dir)["models"]}
 
+
+
+if __name__ == "__main__":
+    # The library does not import its command line; say where it is.
+    raise SystemExit("usage: python -m course_utils.cli.zoo (this module is the library)")
