@@ -388,6 +388,7 @@ def _paper_term(seg_logits, labels, valid, tau, sigma, gumbel):
     # predicted boundaries move away (a divisor that grows with |p+| would make it fall).
     return (diff * union).sum() / on_truth.sum().clamp_min(1)
 
+
 def dual_task_loss(seg_logits: torch.Tensor, labels: torch.Tensor, edge_logits: torch.Tensor | None = None,
                    ignore_index: int = IGNORE_INDEX, radius: int = 1, temperature: float = 1.0,
                    edge_threshold: float = 0.8, boundary: str = "course", tau: float = 0.5, sigma: float = 2.0,
