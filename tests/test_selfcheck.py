@@ -166,3 +166,21 @@ def test_check_says_right_or_not_yet_with_the_hint(capsys):
     assert not check("todo", ..., 3)
     out = capsys.readouterr().out
     assert "[right] q" in out and "Hint: count the taps" in out
+
+
+# -- questions that must be reasoned out, not read off an output ---------------------------
+def test_07_q1_asks_for_rates_the_notebook_does_not_print():
+    """07.Q1 is answered by the rule "the reach r * output_stride stays the same", on an
+    output stride whose rates no output above the self-test shows."""
+    from course_utils import selfcheck
+    from course_utils.models import aspp_rates
+
+    answer = selfcheck.expected("07.Q1")
+    assert answer == aspp_rates(4)
+    assert [r * 4 for r in answer] == [r * 16 for r in aspp_rates(16)], "same reach in input pixels"
+    path = ROOT / "notebooks" / "07_pspnet_deeplab.ipynb"
+    cells = _cells(path)
+    first_solution = next(i for i, c in enumerate(cells) if _is_solution(c))
+    printed = "".join(_text(c) for c in cells[:first_solution])
+    assert "(12, 24, 36)" in printed, "the rates at output stride 8 are printed in section 2"
+    assert str(answer) not in printed, f"07.Q1's answer {answer} is printed before the question"
