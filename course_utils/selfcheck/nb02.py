@@ -15,10 +15,19 @@ LECTURE_INPUT = np.array([[1, 2, 6, 3],
                           [7, 3, 4, 8]], dtype=float)
 
 
-@question("02.Q1", "tie switch", hint="the first maximum in row-major order wins")
-def tie_switch():
-    _, idx = F.max_pool2d(torch.tensor([[[[3.0, 7.0], [7.0, 2.0]]]]), 2, return_indices=True)
-    return idx.item()
+# Q1's input: not the notebook's tie example. Its right window holds a tie whose first
+# maximum in row-major order, (0, 3), is not the leftmost one, (1, 2); its left window
+# asks for the flat index r * W + c off the first row.
+Q1_INPUT = np.array([[1, 2, 5, 8],
+                     [3, 6, 8, 0]], dtype=float)
+
+
+@question("02.Q1", "switches with a tie",
+          hint="flat index r * W + c into the 2x4 input; on a tie the first maximum in row-major order "
+               "(top row first, then left to right) wins")
+def tie_switches():
+    _, switches = pl.max_pool2d_with_indices(Q1_INPUT, 2)
+    return tuple(int(i) for i in switches.ravel())
 
 
 @question("02.Q2", "pooled shape", hint="only whole windows count: floor((7 - 2) / 2) + 1")

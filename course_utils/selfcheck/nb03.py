@@ -7,9 +7,15 @@ from .. import conv_matrix as cm
 from . import question
 
 
+# Q1's layer and input: a case the notebook does not print, where neither "kernel 4
+# doubles" (section 4) nor "stride 3 triples" gives the size; only the formula does.
+Q1_LAYER = dict(kernel_size=4, stride=3, padding=1)
+Q1_INPUT_SIZE = 10
+
+
 @question("03.Q1", "output size", hint="(n-1)s - 2p + d(k-1) + 1")
 def output_size():
-    return cm.conv_transpose_output_size(16, 4, 2, 1)
+    return cm.conv_transpose_output_size(Q1_INPUT_SIZE, **Q1_LAYER)
 
 
 @question("03.Q2", "output_padding", hint="what did the floor in the conv formula drop?")

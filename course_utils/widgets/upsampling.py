@@ -28,7 +28,7 @@ class SignalDemo(Demo):
             "method": widgets.Dropdown(options=["nearest", "bilinear", "bicubic"], value="bilinear",
                                        description="method"),
         }
-        super().__init__(controls, figsize=(6.0, 2.6))
+        super().__init__(controls, figsize=(7.2, 2.6))
 
     def build(self, fig):
         ax = fig.add_subplot()
@@ -38,7 +38,10 @@ class SignalDemo(Demo):
         (self.dots,) = ax.plot([], [], "o", color="k", ms=4, label="samples")
         ax.set_xlim(0, 1)
         ax.set_ylim(-1.6, 1.6)
-        ax.legend(loc="upper right", fontsize=8)
+        # Outside the axes, right of the plot: every sample count puts samples and peaks in
+        # every corner of the axes, so any legend inside would hide some.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False,
+                  fontsize=10)
         self.ax = ax
         ax.set_title("samples")               # a stand-in, so the layout leaves room for the title
         fig.tight_layout()
