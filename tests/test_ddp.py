@@ -98,6 +98,9 @@ for src in (1, 0):
     fill_buffers(model, rank)
     broadcast_buffers(wrapped, src=src)
     torch.save([b.clone() for b in model.buffers()], f"{{sys.argv[1]}}/src{{src}}_rank{{rank}}.pt")
+# As shutdown_distributed does: tearing gloo down while the other rank still saves
+# aborts the process ("terminate called without an active exception") now and then.
+dist.barrier()
 dist.destroy_process_group()
 """
 
