@@ -46,7 +46,10 @@ ZOO_MODELS = {
     "fcn8s": {},
     "pspnet": {"output_stride": 8},
     "deeplabv3plus": {"output_stride": 16},
-    "gscnn": {"output_stride": 16},
+    # Every option that shapes the model or its loss is written out, so the manifest and
+    # the checkpoint say how it was built whatever the builder's defaults become.
+    "gscnn": {"output_stride": 16, "shape_level": "c1", "edge_pool": "aligned", "edge_output": "shape",
+              "dual_boundary": "paper"},
 }
 # How tables and plots name them.
 LABEL = {"fcn8s": "FCN-8s", "pspnet": "PSPNet", "deeplabv3plus": "DeepLabV3+", "gscnn": "GSCNN"}
@@ -73,8 +76,11 @@ RECIPE = Recipe()
 
 
 def train_zoo_model(name: str, out_dir=ZOO_DIR, recipe: Recipe = RECIPE, device=None, progress: bool = True,
-                    max_steps: int | None = None) -> dict:
-    """Train zoo model ``name`` with ``recipe``; write ``out_dir/NAME.pt``; return its manifest entry."""
+                    max_steps: int | None = None, options: dict | None = None) -> dict:
+    """Train zoo model ``name`` with ``recipe``; write ``out_dir/NAME.pt``; return its manifest entry.
+
+    ``options`` replaces the zoo's model options (``{"width": recipe.width, **ZOO_MODELS[name]}``),
+    for studies of a variant trained with the same recipe."""
     from .datasets import CLASSES, SynthCity
     from .models import build_model
     from .pretrain import load_encoder
@@ -86,7 +92,7 @@ def train_zoo_model(name: str, out_dir=ZOO_DIR, recipe: Recipe = RECIPE, device=
     train_set = SynthCity(recipe.n_train, recipe.size, seed=recipe.train_seed, augment=True)
     val_set = SynthCity(recipe.n_val, recipe.size, seed=recipe.val_seed)
     torch.manual_seed(recipe.seed)
-    options = {"width": recipe.width, **ZOO_MODELS[name]}
+    options = dict(options) if options is not None else {"width": recipe.width, **ZOO_MODELS[name]}
     model = build_model(name, len(CLASSES), **options)
     if recipe.pretrained_encoder:
         load_encoder(model)

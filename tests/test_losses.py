@@ -1,4 +1,5 @@
 """course_utils.losses: cross-entropy, edges from labels, HED-balanced BCE, the dual-task loss."""
+import functools
 import math
 
 import numpy as np
@@ -8,8 +9,14 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from course_utils.labels import IGNORE_INDEX
-from course_utils.losses import (GSCNNLoss, balanced_bce, balanced_bce_weights, cross_entropy, dual_task_loss,
+from course_utils.losses import (balanced_bce, balanced_bce_weights, cross_entropy,
                                  label_edges, soft_boundaries)
+from course_utils.losses import GSCNNLoss as _GSCNNLoss, dual_task_loss as _dual_task_loss
+
+# The course's dual-task term throughout this file, checked against its own reference below;
+# the paper's term (the default) is tested in test_losses_paper.py.
+dual_task_loss = functools.partial(_dual_task_loss, boundary="course")
+GSCNNLoss = functools.partial(_GSCNNLoss, dual_boundary="course")
 
 
 def brute_edges(lab, radius, void=IGNORE_INDEX):

@@ -135,7 +135,7 @@ def test_gumbel_noise_comes_from_the_generator_given():
 def test_paper_term_grows_with_the_shift_where_the_course_term_saturates():
     labels = stripes()
     moved = {s: logits_for(stripes(s), 3, scale=100.0, dtype=torch.float32).detach() for s in (0, *SHIFTS, 16, 20)}
-    course = {s: float(dual_task_loss(z, labels)) for s, z in moved.items()}
+    course = {s: float(dual_task_loss(z, labels, boundary="course")) for s, z in moved.items()}
     paper = {s: float(dual_task_loss(z, labels, boundary="paper")) for s, z in moved.items()}
     assert course[0] == paper[0] == 0.0
     # The course's term: 2/3 at one pixel, then 1 (disjoint edges) for every larger shift.
@@ -178,13 +178,15 @@ def test_gscnn_loss_with_the_paper_term_combines_the_parts():
     assert "dual_boundary='paper'" in repr(loss)
 
 
-def test_the_default_is_still_the_course_term():
+def test_the_default_is_the_papers_term_and_the_loss_names_its_term():
     labels = blocks()
     logits = logits_for(blocks(2), 4, scale=3.0, noise_seed=0, dtype=torch.float32).detach()
-    assert float(dual_task_loss(logits, labels)) == float(dual_task_loss(logits, labels, boundary="course"))
-    assert float(dual_task_loss(logits, labels)) != float(dual_task_loss(logits, labels, boundary="paper"))
-    assert repr(GSCNNLoss()) == ("GSCNNLoss(seg_weight=1.0, edge_weight=1.0, dual_weight=1.0, "
-                                 "ignore_index=255, radius=1)")
+    assert float(dual_task_loss(logits, labels)) == float(dual_task_loss(logits, labels, boundary="paper"))
+    assert float(dual_task_loss(logits, labels)) != float(dual_task_loss(logits, labels, boundary="course"))
+    assert float(GSCNNLoss()(logits, labels)) == float(GSCNNLoss(dual_boundary="paper")(logits, labels))
+    assert repr(GSCNNLoss()) == ("GSCNNLoss(seg_weight=1.0, edge_weight=1.0, dual_weight=1.0, ignore_index=255, "
+                                 "radius=1, dual_boundary='paper', dual_tau=0.5, dual_sigma=2.0, dual_gumbel=None)")
+    assert repr(GSCNNLoss(dual_boundary="course")).endswith("radius=1, dual_boundary='course')")
 
 
 def test_the_paper_term_runs_on_the_meta_device():

@@ -100,10 +100,22 @@ def test_gscnn_aspp_sees_a_horizontal_line_at_its_row(edge_pool, expected):
     torch.testing.assert_close(grad, want, atol=1e-6, rtol=1e-5)
 
 
-def test_gscnn_default_edge_pool_is_adaptive_average_pooling():
+def test_gscnn_defaults_are_the_papers_wiring():
+    model = small("gscnn")
+    assert (model.edge_pool, model.edge_output, model.dual_boundary) == ("aligned", "shape", "paper")
+    assert model.fuse is None
+    loss = model.criterion()
+    assert loss.dual_boundary == "paper" and small("gscnn", dual_boundary="course").criterion().dual_boundary == "course"
+
+
+def test_bad_dual_boundary_is_refused():
+    with pytest.raises(ValueError, match="dual_boundary.*'course', 'paper'"):
+        small("gscnn", dual_boundary="Paper")
+
+
+def test_gscnn_adaptive_edge_pool_is_adaptive_average_pooling():
     torch.manual_seed(0)
-    model = small("gscnn").eval()
-    assert model.edge_pool == "adaptive"
+    model = small("gscnn", edge_pool="adaptive").eval()
     images = torch.rand(1, 3, 45, 63)
     extra, result = aspp_extra_input(model, images)
     want = F.adaptive_avg_pool2d(torch.cat([torch.sigmoid(result["edge"]), sobel_magnitude(images)], 1), (3, 4))
@@ -123,7 +135,7 @@ def shape_logits_and_result(model, images):
 def test_gscnn_shape_edge_output_is_the_shape_streams_map_and_ignores_the_image_gradient(monkeypatch):
     import course_utils.models.gscnn as gscnn_module
     torch.manual_seed(0)
-    model = small("gscnn", edge_output="shape").eval()
+    model = small("gscnn", edge_output="shape", edge_pool="adaptive").eval()
     assert model.fuse is None
     images = torch.rand(1, 3, 45, 63)
     shape, result = shape_logits_and_result(model, images)
@@ -132,7 +144,7 @@ def test_gscnn_shape_edge_output_is_the_shape_streams_map_and_ignores_the_image_
     torch.testing.assert_close(result["edge"][..., ::2, ::2], shape)
     torch.testing.assert_close(result["edge"][..., 1:-1:2, 1:-1:2],
                                F.avg_pool2d(shape, 2, stride=1), rtol=1e-5, atol=1e-6)
-    # ASPP gets sigmoid(edge) and the Sobel gradient, pooled (the default "adaptive" pooling).
+    # ASPP gets sigmoid(edge) and the Sobel gradient, pooled (here the "adaptive" pooling).
     extra, _ = aspp_extra_input(model, images)
     want = F.adaptive_avg_pool2d(torch.cat([torch.sigmoid(result["edge"]), sobel_magnitude(images)], 1), (3, 4))
     torch.testing.assert_close(extra, want)
@@ -147,7 +159,7 @@ def test_gscnn_shape_edge_output_is_the_shape_streams_map_and_ignores_the_image_
 def test_gscnn_fused_edge_output_is_unchanged_and_reads_the_image_gradient(monkeypatch):
     import course_utils.models.gscnn as gscnn_module
     torch.manual_seed(0)
-    model = small("gscnn").eval()
+    model = small("gscnn", edge_output="fused").eval()
     assert model.edge_output == "fused"
     with torch.no_grad():
         model.fuse.weight.copy_(torch.tensor([0.7, -2.0]).view(1, 2, 1, 1))
@@ -162,15 +174,15 @@ def test_gscnn_fused_edge_output_is_unchanged_and_reads_the_image_gradient(monke
         assert not torch.allclose(model.predict_all(images)["edge"], result["edge"])
 
 
-def test_gscnn_options_keep_the_default_state_dict_and_shape_drops_only_fuse():
+def test_gscnn_options_keep_the_default_state_dict_and_fused_adds_only_fuse():
     torch.manual_seed(0)
     default = small("gscnn").state_dict()
     torch.manual_seed(0)
-    explicit = small("gscnn", edge_pool="adaptive", edge_output="fused").state_dict()
+    explicit = small("gscnn", edge_pool="aligned", edge_output="shape", dual_boundary="course").state_dict()
     assert list(explicit) == list(default)
     assert all(torch.equal(explicit[k], default[k]) for k in default)
-    shape = small("gscnn", edge_output="shape", edge_pool="aligned").state_dict()
-    assert set(default) - set(shape) == {"fuse.weight", "fuse.bias"} and set(shape) <= set(default)
+    fused = small("gscnn", edge_output="fused", edge_pool="adaptive").state_dict()
+    assert set(fused) - set(default) == {"fuse.weight", "fuse.bias"} and set(default) <= set(fused)
 
 
 def test_gscnn_shape_edge_output_trains_every_parameter():

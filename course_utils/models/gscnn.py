@@ -12,13 +12,15 @@ channel and upsampled) and computes an attention map
 then ``s <- conv1x1(s * alpha + s)``: where the semantic features say "no boundary of
 interest here" the gate closes and texture edges fade out of the shape stream.
 
-The shape stream's boundary map, upsampled to the input, is fused with the input image's
-gradient magnitude (Sobel, computed inside the model) by a 1x1 convolution: these are the
-edge logits, supervised by a boundary loss (see ``course_utils.losses``). Finally the edge
-probabilities and the image gradient, averaged down to the ASPP's resolution, enter the
-ASPP as one more branch, so the segmentation can use them. (The paper supervises the shape
-stream's map itself, and its code resizes the ASPP's edge input centred on the features'
-grid: options ``edge_output="shape"`` and ``edge_pool="aligned"`` of :class:`GSCNN`.)
+The shape stream's boundary map, upsampled to the input, is the edge output, supervised
+by a boundary loss and the dual-task regulariser (see ``course_utils.losses``), as in the
+paper (Fig. 2) and its code. The image's gradient magnitude (Sobel here, computed inside
+the model; Canny in the paper's code) joins only afterwards: the edge probability and the
+gradient, averaged down to the ASPP's grid centred on its features, enter the ASPP as one
+more branch, so the segmentation can use them. The course's earlier wiring (edge output
+fused with the gradient, edge inputs pooled half a stride off, the course's dual-task
+term) remains as options ``edge_output="fused"``, ``edge_pool="adaptive"`` and
+``dual_boundary="course"`` of :class:`GSCNN`, for the comparison in notebook 08.
 
 In training mode the model returns ``{"out": seg_logits, "edge": edge_logits}``; in eval
 mode the segmentation logits alone (``predict_all`` gives both, and the gates, in any
@@ -34,7 +36,7 @@ from torch import nn
 
 from .._checks import check_choice, check_int
 from ..labels import IGNORE_INDEX
-from ..losses import GSCNNLoss
+from ..losses import BOUNDARY_TERMS, GSCNNLoss
 from . import register_model
 from .backbone import (BasicBlock, _init_weights, adaptive_avg_pool2d, check_images, downsample_aligned, replicate_pad,
                        upsample_aligned)
@@ -110,30 +112,34 @@ class GSCNN(DeepLab):
     ``benchmarks/bench_models.py`` and ``bench_time_to_accuracy.py``).
 
     ``edge_pool`` is how the edge probability and the image gradient are reduced to the
-    ASPP's grid (the c5 features). ``"adaptive"`` (the default; the zoo's model was trained
-    with it): adaptive average pooling, whose cell ``i`` averages input rows ``s i .. s i + s - 1``
+    ASPP's grid (the c5 features). ``"adaptive"``: adaptive average pooling, whose cell ``i`` averages input rows ``s i .. s i + s - 1``
     and so is centred on ``s i + (s - 1) / 2``, half a stride (7.5 px at output stride 16)
     past the c5 feature it is concatenated with (centred on ``s i``, the alignment convention
     of :mod:`~course_utils.models.backbone`). ``"aligned"``: :func:`~course_utils.models.backbone.downsample_aligned`,
-    a tent average centred on ``s i``, the position the paper's code samples
+    a tent average centred on ``s i`` (the default), the position the paper's code samples
     (``F.interpolate(edge, align_corners=True)`` in nv-tlabs/GSCNN ``network/gscnn.py``),
     averaging instead of sampling so that thin edges between the samples still count.
 
     ``edge_output`` is which boundary map is the ``"edge"`` output, the one the boundary loss
-    and the dual-task term supervise. ``"fused"`` (the default; the zoo's model was trained
-    with it): the shape stream's logits fused with the image gradient by the 1x1 conv
-    ``self.fuse``, so the supervised map can lean on the Sobel gradient. ``"shape"``, the
-    paper's wiring (Fig. 2; ``edge_out`` in nv-tlabs/GSCNN ``network/gscnn.py``): ``"edge"`` is
+    and the dual-task term supervise. ``"fused"``: the shape stream's logits fused with the image gradient by the 1x1 conv
+    ``self.fuse``, so the supervised map can lean on the Sobel gradient. ``"shape"`` (the
+    default), the paper's wiring (Fig. 2; ``edge_out`` in nv-tlabs/GSCNN ``network/gscnn.py``): ``"edge"`` is
     the shape stream's own logits, upsampled, so the supervision acts on the shape stream;
     the image gradient only joins afterwards, beside ``sigmoid(edge)`` in the ASPP input.
     With ``"shape"`` the model has no ``fuse`` layer (and no ``fuse.*`` state-dict keys): an
     unused layer would only sit in the optimizer and trip DDP's unused-parameter check.
+
+    ``dual_boundary`` is the first term of the dual-task regulariser in the model's own loss
+    (:meth:`criterion`; :class:`~course_utils.losses.GSCNNLoss`'s ``dual_boundary``): ``"paper"``
+    (the default) or the course's simplification ``"course"``. It is a model option so that a
+    checkpoint records the loss it was trained with and ``fit`` rebuilds it.
     """
 
     def __init__(self, num_classes: int, width: int = 16, depths=(1, 1, 1, 1), norm: str = "batch",
                  output_stride: int = 16, rates=None, aspp_channels: int | None = None,
                  low_level_channels: int = 48, dropout: float = 0.1, shape_channels: int | None = None,
-                 shape_level: str = "c1", edge_pool: str = "adaptive", edge_output: str = "fused"):
+                 shape_level: str = "c1", edge_pool: str = "aligned", edge_output: str = "shape",
+                 dual_boundary: str = "paper"):
         # Two extra ASPP inputs: the edge probability and the image gradient magnitude.
         super().__init__(num_classes, decoder=True, width=width, depths=depths, norm=norm,
                          output_stride=output_stride, rates=rates, aspp_channels=aspp_channels,
@@ -142,6 +148,7 @@ class GSCNN(DeepLab):
         self.shape_level = check_choice("shape_level", shape_level, ("c1", "c2"))
         self.edge_pool = check_choice("edge_pool", edge_pool, EDGE_POOLS)
         self.edge_output = check_choice("edge_output", edge_output, EDGE_OUTPUTS)
+        self.dual_boundary = check_choice("dual_boundary", dual_boundary, BOUNDARY_TERMS)
         self.shape_stream = ShapeStream(self.backbone.channels[shape_level], self.backbone.channels, shape_channels,
                                         norm=norm, level=shape_level)
         if edge_output == "fused":
@@ -181,15 +188,15 @@ class GSCNN(DeepLab):
 
     def criterion(self, ignore_index: int = IGNORE_INDEX):
         """Gated-SCNN's own loss: cross-entropy + balanced edge BCE + the dual-task term."""
-        return GSCNNLoss(ignore_index=ignore_index)
+        return GSCNNLoss(ignore_index=ignore_index, dual_boundary=self.dual_boundary)
 
 
 @register_model("gscnn")
 def gscnn(num_classes, width=16, depths=(1, 1, 1, 1), norm="batch", output_stride=16, rates=None,
           aspp_channels=None, low_level_channels=48, dropout=0.1, shape_channels=None, shape_level="c1",
-          edge_pool="adaptive", edge_output="fused"):
+          edge_pool="aligned", edge_output="shape", dual_boundary="paper"):
     """Gated-SCNN; options as :class:`GSCNN`."""
     return GSCNN(num_classes, width=width, depths=depths, norm=norm, output_stride=output_stride, rates=rates,
                  aspp_channels=aspp_channels, low_level_channels=low_level_channels, dropout=dropout,
                  shape_channels=shape_channels, shape_level=shape_level, edge_pool=edge_pool,
-                 edge_output=edge_output)
+                 edge_output=edge_output, dual_boundary=dual_boundary)
