@@ -1,7 +1,8 @@
 """The course's one visual language: matrices with their numbers, image grids, sources.
 
 Kernels and matrices share one diverging colour map centred on zero (red positive,
-blue negative, white zero), so inserted zeros read as blanks in every notebook.
+blue negative, white zero), so inserted zeros read as blanks in every notebook;
+values that are never negative use its positive half, POSITIVE_CMAP.
 """
 from __future__ import annotations
 
@@ -10,11 +11,18 @@ import struct
 import zlib
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
 
 from .labels import IGNORE_INDEX, as_label_array
 
 MATRIX_CMAP = "RdBu_r"
 IMAGE_CMAP = "gray"
+# The positive half of MATRIX_CMAP, white at 0 to dark red, for values that are never
+# negative (counts, coverage, non-negative weights): on the diverging map such a matrix
+# would use only half the colours, and this one keeps 0 white as every matrix does.
+# Use it with clim (0, max).
+POSITIVE_CMAP = ListedColormap(colormaps[MATRIX_CMAP](np.linspace(0.5, 1.0, 128)))
 
 
 def symmetric_limit(m) -> float:

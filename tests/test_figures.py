@@ -19,8 +19,8 @@ panels  In a figure of label maps (the cell calls colorize, overlay, show_segmen
         course's scenes are 128 px and a pole is 1-2 px wide: drawn at 2x (nearest
         interpolation) it is 2-4 px on screen, the least that still shows when projected.
         Notebook 06's overlays at 140 px (1.1x) did not show their poles. (The shorter
-        side, because a wide scene is no easier to read: 05's 192x384 scene at 127x252 px
-        is drawn at 0.66x.) Panels are found
+        side, because a wide scene is no easier to read: 05's 192x384 scene, once drawn at
+        127x252 px, was at 0.66x.) Panels are found
         in the PNG itself: blocks separated by white rows and columns (an XY cut) that
         are at least 20 px on both sides and at least 90 % non-white, i.e. images and
         matrices, not text, legend patches or colorbars.
@@ -68,10 +68,6 @@ PANEL_MIN_FILL = 0.9
 # entry follows its cell when cells move. Fix the figure, then delete its entry (the test
 # fails until you do); a changed cell no longer matches its entry and is checked afresh.
 KNOWN_FAILURES: dict[tuple[str, str], dict[str, str]] = {
-    ("05_fcn.ipynb", "6b8be37c54c5"): {      # cell 19
-        "panels": "the 192x384 scene and its label maps at 127x252 px (0.66x): three across 10 in"},
-    ("05_fcn.ipynb", "5bf7613f9866"): {      # cell 28
-        "panels": "15 panels of 128-px scenes in a 10x7 in grid: 147 px each (1.15x)"},
     ("08_gated_scnn_and_evaluation.ipynb", "6740cdcfd08d"): {      # cell 34
         "panels": "48-px pole windows at 1.7 in: 124 px each (2.6x, but small on a projected screen)"},
     ("08_gated_scnn_and_evaluation.ipynb", "e33d9e2bcc42"): {      # cell 63

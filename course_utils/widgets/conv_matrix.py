@@ -5,14 +5,9 @@ import ipywidgets as widgets
 import numpy as np
 
 from .. import conv_matrix as cm
-from matplotlib import colormaps
-from matplotlib.colors import ListedColormap
-
-from ..plotting import MATRIX_CMAP, format_number, symmetric_limit
+from ..plotting import MATRIX_CMAP, POSITIVE_CMAP, format_number, symmetric_limit
 from .base import Demo, ValueBar, register, show_array
 
-#: the positive half of the matrix colour map, for counts (which are never negative)
-POSITIVE_CMAP = ListedColormap(colormaps[MATRIX_CMAP](np.linspace(0.5, 1.0, 128)))
 BAR_INCHES = 0.42  # room under the panels for the colour bars
 
 
