@@ -5,7 +5,8 @@ usage: python tools/norm_study.py [--seeds 0 1] [--batch-sizes 1 2 8 16] [--imag
                                   [--out data/norm_study/deeplabv3_64px.json]
 
 Notebook 07 (section 5) shows the two exact facts (BatchNorm's output depends on the batch
-and differs between training and evaluation; GroupNorm's does not) live, in seconds. The
+and differs between training and evaluation; GroupNorm's does not) live, in seconds, and
+reads this study's JSON for what they cost (sections 5 and 6). The
 *effect* Wu and He report (ECCV 2018, Figure 1: BatchNorm's error grows as the batch
 shrinks, GroupNorm's stays flat) needs trained models and several seeds, too long for a
 notebook cell on two CPU cores, so it is measured here once and the numbers are data.
