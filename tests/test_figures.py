@@ -68,10 +68,6 @@ PANEL_MIN_FILL = 0.9
 # entry follows its cell when cells move. Fix the figure, then delete its entry (the test
 # fails until you do); a changed cell no longer matches its entry and is checked afresh.
 KNOWN_FAILURES: dict[tuple[str, str], dict[str, str]] = {
-    ("08_gated_scnn_and_evaluation.ipynb", "6740cdcfd08d"): {      # cell 34
-        "panels": "48-px pole windows at 1.7 in: 124 px each (2.6x, but small on a projected screen)"},
-    ("08_gated_scnn_and_evaluation.ipynb", "e33d9e2bcc42"): {      # cell 63
-        "panels": "128-px scenes at 186 px (1.45x): four panels across 10 in"},
 }
 
 

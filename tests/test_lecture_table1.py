@@ -55,5 +55,7 @@ def test_where_gscnn_is_not_the_largest_number_by_hand():
 
 
 def test_self_test_q4_agrees_with_the_hand_count():
+    """Leader minus runner-up by eye, under 1 point: road 0.1, sidewalk 0.5, building 0.5,
+    wall 0.2, vegetation 0.3, sky 0.1, car 0.6; every other column leads by 1.5 or more."""
     from course_utils.selfcheck import expected
-    assert expected("08.Q4") == 5
+    assert expected("08.Q4") == 7
