@@ -31,10 +31,10 @@ def small_gscnn(**options):
 
 
 def test_set_parses_integers_and_words(tool):
-    assert tool.parse_set(["output_stride=8", "shape_level=c2", "aux=true", "x=False"]) == {
+    assert tool.parse_model_options(["output_stride=8", "shape_level=c2", "aux=true", "x=False"]) == {
         "output_stride": 8, "shape_level": "c2", "aux": True, "x": False}
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        tool.parse_set(["shape_level"])
+        tool.parse_model_options(["shape_level"])
 
 
 def test_a_bad_option_stops_before_any_training(tool, monkeypatch, tmp_path, capsys):

@@ -19,8 +19,8 @@ pole's own boundary F, per class, course protocol) and the validation mIoU. Seed
 zoo's own recipe: its run reproduces the committed checkpoint's scores on the same CPU and
 thread count.
 
-``--set KEY=VALUE`` changes one model option of the zoo's (an integer when it reads as one,
-or a boolean for ``true``/``false``), to measure a variant with the same recipe (``--set
+``--set KEY=VALUE`` changes one model option of the zoo's (read as the training CLI's
+``--model-option``), to measure a variant with the same recipe (``--set
 shape_level=c2``, ``--set aux=true``). ``--seed0-checkpoint`` scores an existing checkpoint as seed 0
 instead of training it again (it must hold the same options: it is loaded strictly).
 
@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from course_utils.atomic import write_json_atomic  # noqa: E402
+from course_utils.cli.common import parse_model_options  # noqa: E402
 from course_utils.datasets import CLASSES, SynthCity  # noqa: E402
 from course_utils.metrics import ConfusionMatrix, boundary_f1  # noqa: E402
 from course_utils.models import build_model  # noqa: E402
@@ -64,21 +65,6 @@ def test_scores(model) -> dict:
             "test_pole_bf2": round(float(boundary_f1(pred, target, 2, num_classes=len(CLASSES))[pole]), 5)}
 
 
-def parse_set(items) -> dict:
-    """``["KEY=VALUE", ...]`` as model options; a value that reads as an integer is one, and
-    ``true``/``false`` are booleans."""
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
-        if value.lower() in ("true", "false"):
-            options[key] = value.lower() == "true"
-        else:
-            options[key] = int(value) if value.lstrip("-").isdigit() else value
-    return options
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="fcn8s", choices=list(ZOO_MODELS))
@@ -92,7 +78,7 @@ def main(argv=None) -> int:
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         p.error("--seeds must be distinct integers >= 0")
     try:
-        changes = parse_set(args.set)
+        changes = parse_model_options(args.set)
         options = {"width": RECIPE.width, **ZOO_MODELS[args.model], **changes}
         build_model(args.model, len(CLASSES), **options)      # a bad option fails now, not after training
     except (ValueError, TypeError) as e:

@@ -75,12 +75,16 @@ def dataset_num_classes(dataset) -> int:
 
 
 def parse_model_options(items) -> dict:
-    """``["width=8", "norm='group'"]`` -> ``{"width": 8, "norm": "group"}`` (Python literals; bare words are strings)."""
+    """``["width=8", "norm='group'"]`` -> ``{"width": 8, "norm": "group"}`` (Python literals; bare words
+    are strings, except ``true``/``false``, read as booleans as a shell user writes them)."""
     options = {}
     for item in items or ():
         key, sep, text = item.partition("=")
         if not sep or not key.isidentifier():
             raise ValueError(f"--model-option must be KEY=VALUE, got {item!r}")
+        if text in ("true", "false"):
+            options[key] = text == "true"
+            continue
         try:
             options[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
